@@ -1,0 +1,108 @@
+"""Derives a :class:`GeneratorConfig` from NVIDIA-named tensors and checks them against it.
+
+Configuration that tensor shapes cannot tell (mapping lr multiplier, conv_clamp, fp16 blocks) comes
+from ``hints``: keys of :class:`GeneratorConfig`, or NVIDIA's ``Generator`` init kwargs
+(``mapping_kwargs`` / ``synthesis_kwargs``), which are translated here.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from typing import Any, Mapping
+
+import torch
+
+from ..generator import Generator, GeneratorConfig
+from .common import CheckpointError
+
+_HINT_KEYS = ("mapping_lr_multiplier", "conv_clamp", "num_fp16_res", "w_avg_beta", "channel_base", "channel_max")
+
+
+def hints_from_nvidia_kwargs(kwargs: Mapping[str, Any]) -> dict[str, Any]:
+    """NVIDIA ``Generator(**init_kwargs)`` -> the :class:`GeneratorConfig` keys shapes cannot tell."""
+    mapping = dict(kwargs.get("mapping_kwargs") or {})
+    synthesis = dict(kwargs.get("synthesis_kwargs") or {})
+    synthesis.update({k: v for k, v in kwargs.items() if k in ("conv_clamp", "num_fp16_res", "channel_base", "channel_max")})
+    hints: dict[str, Any] = {}
+    if "lr_multiplier" in mapping:
+        hints["mapping_lr_multiplier"] = float(mapping["lr_multiplier"])
+    if "w_avg_beta" in mapping:
+        hints["w_avg_beta"] = float(mapping["w_avg_beta"])
+    for key in ("conv_clamp", "num_fp16_res", "channel_base", "channel_max"):
+        if key in synthesis:
+            hints[key] = synthesis[key]
+    arch = synthesis.get("architecture", "skip")
+    if arch != "skip":
+        hints["architecture"] = arch
+    return hints
+
+
+def config_from_state_dict(path: "str | os.PathLike", sd: Mapping[str, torch.Tensor],
+                           hints: Mapping[str, Any]) -> GeneratorConfig:
+    """Reads the architecture off the tensor shapes; raises :class:`CheckpointError` if they don't add up."""
+    hints = dict(hints)
+    if any(k in hints for k in ("mapping_kwargs", "synthesis_kwargs")):
+        hints = {**hints_from_nvidia_kwargs(hints), **{k: v for k, v in hints.items() if k in _HINT_KEYS}}
+    if hints.get("architecture", "skip") != "skip":
+        raise CheckpointError(path, f"synthesis architecture {hints['architecture']!r} is not supported "
+                                    "(only StyleGAN2's default 'skip' generator)")
+    try:
+        fcs = sorted(int(m.group(1)) for k in sd if (m := re.fullmatch(r"mapping\.fc(\d+)\.weight", k)))
+        blocks = sorted(int(m.group(1)) for k in sd if (m := re.fullmatch(r"synthesis\.b(\d+)\.conv1\.weight", k)))
+        if not fcs or not blocks or "synthesis.b4.const" not in sd:
+            raise KeyError("mapping.fc0.weight / synthesis.b4.const / synthesis.b*.conv1.weight")
+        c_dim = sd["mapping.embed.weight"].shape[1] if "mapping.embed.weight" in sd else 0
+        embed_features = sd["mapping.embed.weight"].shape[0] if c_dim else None
+        fc0_in = sd["mapping.fc0.weight"].shape[1]
+        const = sd["synthesis.b4.const"]
+        config = GeneratorConfig(
+            z_dim=fc0_in - (embed_features or 0),
+            c_dim=c_dim,
+            w_dim=sd[f"mapping.fc{fcs[-1]}.weight"].shape[0],
+            img_resolution=blocks[-1],
+            img_channels=sd[f"synthesis.b{blocks[-1]}.torgb.weight"].shape[0],
+            init_shape=(const.shape[1], const.shape[2]),
+            mapping_layers=len(fcs),
+            mapping_lr_multiplier=float(hints.get("mapping_lr_multiplier", 0.01)),
+            embed_features=embed_features,
+            layer_features=sd["mapping.fc0.weight"].shape[0] if len(fcs) > 1 else None,
+            channels={r: sd[f"synthesis.b{r}.conv1.weight"].shape[0] for r in blocks},
+            num_fp16_res=int(hints.get("num_fp16_res", 0) or 0),
+            conv_clamp=None if hints.get("conv_clamp") is None else float(hints["conv_clamp"]),
+            w_avg_beta=float(hints.get("w_avg_beta", 0.995)),
+        )
+    except (KeyError, IndexError, ValueError) as e:
+        raise CheckpointError(path, f"not a StyleGAN2 generator: missing or malformed tensors ({e})") from e
+    return config
+
+
+def build_generator(path: "str | os.PathLike", config: GeneratorConfig, sd: Mapping[str, torch.Tensor],
+                    device: "str | torch.device" = "cpu") -> Generator:
+    """Instantiates ``config`` and loads ``sd`` strictly (resampling filters are not stored here).
+
+    Missing keys, unexpected keys and wrong shapes raise :class:`CheckpointError` naming them.
+    """
+    with torch.device("meta"):
+        G = Generator(config)
+    expected = G.state_dict()
+    sd = {k: v for k, v in sd.items() if not k.endswith("resample_filter")}
+    missing = sorted(set(expected) - set(sd))
+    unexpected = sorted(set(sd) - set(expected))
+    wrong = [f"{k}: file {list(sd[k].shape)}, expected {list(v.shape)}"
+             for k, v in expected.items() if k in sd and tuple(sd[k].shape) != tuple(v.shape)]
+    if missing or unexpected or wrong:
+        parts = []
+        if missing:
+            parts.append(f"missing tensors {missing[:5]}{' ...' if len(missing) > 5 else ''}")
+        if unexpected:
+            parts.append(f"unexpected tensors {unexpected[:5]}{' ...' if len(unexpected) > 5 else ''}")
+        if wrong:
+            parts.append(f"wrong shapes {wrong[:5]}{' ...' if len(wrong) > 5 else ''}")
+        raise CheckpointError(path, "tensors do not fit a StyleGAN2 generator: " + "; ".join(parts))
+    bad = [k for k, v in sd.items() if not torch.is_floating_point(v) or not torch.isfinite(v).all()]
+    if bad:
+        raise CheckpointError(path, f"non-finite or non-float values in {bad[:5]}")
+    G = G.to_empty(device=device)
+    G.load_state_dict({k: v.to(torch.float32) for k, v in sd.items()}, strict=True, assign=False)
+    return G.eval().requires_grad_(False)

@@ -1,0 +1,451 @@
+"""A clean-room StyleGAN2 generator in plain PyTorch.
+
+The module follows the conventions of NVIDIA's StyleGAN2-ADA so that weights and researchers'
+code carry over unchanged: the same parameter names (``mapping.fc0.weight``,
+``synthesis.b64.conv0.affine.bias`` ...), the same equalised learning-rate gains and the same
+call signatures::
+
+    ws  = G.mapping(z, c, truncation_psi=0.7, truncation_cutoff=None)   # [B, num_ws, w_dim]
+    img = G.synthesis(ws, noise_mode="const")                          # [B, 3, H, W] in ~[-1, 1]
+
+No custom CUDA or C++ code is involved; every operation is a stock PyTorch op, so the generator
+runs wherever PyTorch runs (CPU, CUDA, MPS).
+
+Layer indexing of ``ws`` (the W+ codes), for a generator whose blocks are 4, 8, ..., R:
+
+=========================  ===============================
+layer                      index into ``ws[:, i]``
+=========================  ===============================
+``b4.conv1``               0
+``b4.torgb``               1
+``b{r}.conv0`` (r >= 8)    ``2*log2(r) - 5``
+``b{r}.conv1``             ``2*log2(r) - 4``
+``b{r}.torgb``             ``2*log2(r) - 3``
+=========================  ===============================
+
+so each ToRGB shares its code with the next block's first convolution and
+``num_ws = 2*log2(R) - 2`` (18 at 1024). :meth:`SynthesisNetwork.features` runs the synthesis up
+to and including the convolutions of one block and :meth:`SynthesisNetwork.resume` finishes it
+from that feature map; together they are the FS space of Barbershop (F = the feature map at
+32x32, S = the remaining ``num_ws - ws_before(32)`` codes).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from typing import Literal, Optional
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+NoiseMode = Literal["const", "random", "none"]
+NOISE_MODES = ("const", "random", "none")
+
+_SQRT2 = math.sqrt(2.0)
+_LRELU_SLOPE = 0.2
+
+
+@dataclasses.dataclass(frozen=True)
+class GeneratorConfig:
+    """Everything that fixes a StyleGAN2 generator's architecture.
+
+    ``init_shape`` is the (height, width) of the learned constant: ``(4, 4)`` for square models,
+    ``(4, 2)`` for 2:1 portrait models such as StyleGAN-Human's 1024x512 generator.
+    ``channels`` maps each block resolution (its height) to its feature channels; when empty it is
+    derived as ``min(channel_base // res, channel_max)``.
+    """
+
+    z_dim: int = 512
+    c_dim: int = 0
+    w_dim: int = 512
+    img_resolution: int = 1024
+    img_channels: int = 3
+    init_shape: tuple[int, int] = (4, 4)
+    mapping_layers: int = 8
+    mapping_lr_multiplier: float = 0.01
+    embed_features: Optional[int] = None
+    layer_features: Optional[int] = None
+    channel_base: int = 32768
+    channel_max: int = 512
+    channels: dict = dataclasses.field(default_factory=dict)
+    num_fp16_res: int = 0
+    conv_clamp: Optional[float] = None
+    w_avg_beta: float = 0.995
+
+    def __post_init__(self):
+        log2 = math.log2(self.img_resolution) if self.img_resolution > 0 else 0.5
+        if self.img_resolution < 4 or log2 != int(log2):
+            raise ValueError(f"img_resolution must be a power of two >= 4, got {self.img_resolution}")
+        if tuple(self.init_shape) not in ((4, 4), (4, 2), (4, 1)):
+            raise ValueError(f"init_shape must be (4, 4), (4, 2) or (4, 1), got {self.init_shape}")
+        object.__setattr__(self, "init_shape", tuple(int(v) for v in self.init_shape))
+        channels = {int(r): int(c) for r, c in self.channels.items()}
+        for res in self.block_resolutions:
+            channels.setdefault(res, min(self.channel_base // res, self.channel_max))
+        object.__setattr__(self, "channels", channels)
+
+    @property
+    def block_resolutions(self) -> list[int]:
+        return [2**i for i in range(2, int(math.log2(self.img_resolution)) + 1)]
+
+    @property
+    def num_ws(self) -> int:
+        return 2 * int(math.log2(self.img_resolution)) - 2
+
+    @property
+    def img_height(self) -> int:
+        return self.img_resolution
+
+    @property
+    def img_width(self) -> int:
+        return self.img_resolution * self.init_shape[1] // self.init_shape[0]
+
+    @property
+    def fp16_resolution(self) -> int:
+        """Blocks at or above this resolution run in float16 when half precision is requested."""
+        if self.num_fp16_res <= 0:
+            return self.img_resolution * 2
+        return max(2 ** (int(math.log2(self.img_resolution)) + 1 - self.num_fp16_res), 8)
+
+    def to_json(self) -> str:
+        d = dataclasses.asdict(self)
+        d["channels"] = {str(k): v for k, v in self.channels.items()}
+        return json.dumps(d, sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> "GeneratorConfig":
+        d = json.loads(text)
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(d) - known
+        if unknown:
+            raise ValueError(f"unknown generator config keys: {sorted(unknown)}")
+        d["channels"] = {int(k): int(v) for k, v in d.get("channels", {}).items()}
+        if "init_shape" in d:
+            d["init_shape"] = tuple(d["init_shape"])
+        return cls(**d)
+
+
+def ws_before(res: int) -> int:
+    """Number of W+ codes consumed by the convolutions of blocks 4..res (7 for res=32)."""
+    return 2 * int(math.log2(res)) - 3
+
+
+def normalize_2nd_moment(x: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
+    """``x / sqrt(mean(x^2) + eps)`` over dim 1. x: [B, C]."""
+    return x * (x.square().mean(dim=1, keepdim=True) + eps).rsqrt()
+
+
+def _fir_kernel_1d(device=None, dtype=torch.float32) -> torch.Tensor:
+    """The separable [1, 3, 3, 1] resampling filter, normalised so its 2-D outer product sums to 1."""
+    return torch.tensor([1.0, 3.0, 3.0, 1.0], device=device, dtype=dtype) / 8.0
+
+
+def fir_filter_pad1(x: torch.Tensor, gain: float = 4.0) -> torch.Tensor:
+    """Depthwise [1,3,3,1] x [1,3,3,1] FIR filter with padding 1, as two 1-D passes.
+
+    x: [B, C, H, W] -> [B, C, H - 1, W - 1] (the 4-tap filter shrinks each side by 3, pad adds 2).
+    ``gain`` multiplies the 2-D filter (4 after a stride-2 transposed convolution).
+    """
+    c = x.shape[1]
+    k = _fir_kernel_1d(x.device, x.dtype) * math.sqrt(gain)
+    x = F.pad(x, (1, 1, 1, 1))
+    x = F.conv2d(x, k.view(1, 1, 1, 4).expand(c, 1, 1, 4), groups=c)
+    return F.conv2d(x, k.view(1, 1, 4, 1).expand(c, 1, 4, 1), groups=c)
+
+
+def upsample2d(img: torch.Tensor) -> torch.Tensor:
+    """2x up-sampling with the [1,3,3,1] filter (gain 4), as a depthwise stride-2 transposed conv.
+
+    Equivalent to zero-stuffing, padding (2, 1) and filtering. img: [B, C, H, W] -> [B, C, 2H, 2W].
+    """
+    c = img.shape[1]
+    k = _fir_kernel_1d(img.device, img.dtype) * 2.0
+    img = F.conv_transpose2d(img, k.view(1, 1, 1, 4).expand(c, 1, 1, 4), stride=(1, 2), padding=(0, 1), groups=c)
+    return F.conv_transpose2d(img, k.view(1, 1, 4, 1).expand(c, 1, 4, 1), stride=(2, 1), padding=(1, 0), groups=c)
+
+
+def bias_lrelu(x: torch.Tensor, bias: torch.Tensor, gain: float, clamp: Optional[float]) -> torch.Tensor:
+    """``clamp(lrelu(x + bias) * gain)`` with slope 0.2; x: [B, C, H, W], bias: [C]."""
+    x = F.leaky_relu(x + bias.view(1, -1, 1, 1), _LRELU_SLOPE) * gain
+    return x.clamp(-clamp, clamp) if clamp is not None else x
+
+
+class FullyConnected(nn.Module):
+    """Dense layer with equalised learning rate: weight gain ``lr_multiplier / sqrt(in)``.
+
+    x: [B, in_features] -> [B, out_features].
+    """
+
+    def __init__(self, in_features: int, out_features: int, *, lr_multiplier: float = 1.0,
+                 bias_init: float = 0.0, lrelu: bool = False):
+        super().__init__()
+        self.weight = nn.Parameter(torch.randn(out_features, in_features) / lr_multiplier)
+        self.bias = nn.Parameter(torch.full([out_features], float(bias_init)))
+        self.weight_gain = float(np.float64(lr_multiplier) / np.sqrt(np.float64(in_features)))
+        self.bias_gain = float(lr_multiplier)
+        self.lrelu = lrelu
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        w = self.weight.to(x.dtype) * self.weight_gain
+        b = self.bias.to(x.dtype) * self.bias_gain
+        if not self.lrelu:
+            return torch.addmm(b.unsqueeze(0), x, w.t())
+        return F.leaky_relu(x.matmul(w.t()) + b, _LRELU_SLOPE) * _SQRT2
+
+
+class MappingNetwork(nn.Module):
+    """z [B, z_dim] (and c [B, c_dim]) -> ws [B, num_ws, w_dim]."""
+
+    def __init__(self, cfg: GeneratorConfig):
+        super().__init__()
+        self.z_dim, self.c_dim, self.w_dim, self.num_ws = cfg.z_dim, cfg.c_dim, cfg.w_dim, cfg.num_ws
+        self.num_layers = cfg.mapping_layers
+        embed_features = cfg.embed_features if cfg.embed_features is not None else cfg.w_dim
+        layer_features = cfg.layer_features if cfg.layer_features is not None else cfg.w_dim
+        if cfg.c_dim == 0:
+            embed_features = 0
+        if cfg.z_dim == 0 and cfg.c_dim == 0:
+            raise ValueError("a generator needs z_dim > 0 or c_dim > 0")
+        if cfg.c_dim > 0:
+            self.embed = FullyConnected(cfg.c_dim, embed_features)
+        features = [cfg.z_dim + embed_features] + [layer_features] * (cfg.mapping_layers - 1) + [cfg.w_dim]
+        for i in range(cfg.mapping_layers):
+            self.add_module(f"fc{i}", FullyConnected(features[i], features[i + 1], lrelu=True,
+                                                     lr_multiplier=cfg.mapping_lr_multiplier))
+        self.register_buffer("w_avg", torch.zeros([cfg.w_dim]))
+
+    def forward(self, z: Optional[torch.Tensor], c: Optional[torch.Tensor] = None, truncation_psi: float = 1.0,
+                truncation_cutoff: Optional[int] = None) -> torch.Tensor:
+        x = None
+        if self.z_dim > 0:
+            if z is None or z.ndim != 2 or z.shape[1] != self.z_dim:
+                raise ValueError(f"z must be [B, {self.z_dim}], got {None if z is None else list(z.shape)}")
+            x = normalize_2nd_moment(z.float())
+        if self.c_dim > 0:
+            if c is None or c.ndim != 2 or c.shape[1] != self.c_dim:
+                raise ValueError(f"this generator is class-conditional: c must be [B, {self.c_dim}] "
+                                 f"(one-hot labels), got {None if c is None else list(c.shape)}")
+            y = normalize_2nd_moment(self.embed(c.float()))
+            x = torch.cat([x, y], dim=1) if x is not None else y
+        for i in range(self.num_layers):
+            x = getattr(self, f"fc{i}")(x)
+        ws = x.unsqueeze(1).repeat(1, self.num_ws, 1)
+        if truncation_psi != 1:
+            cutoff = self.num_ws if truncation_cutoff is None else int(truncation_cutoff)
+            ws = torch.cat([self.w_avg.lerp(ws[:, :cutoff], truncation_psi), ws[:, cutoff:]], dim=1)
+        return ws
+
+
+def modulated_conv2d(x: torch.Tensor, weight: torch.Tensor, styles: torch.Tensor, *, demodulate: bool,
+                     up: bool = False, padding: int = 0, prenormalize: bool = False) -> torch.Tensor:
+    """StyleGAN2's modulated convolution, applied by scaling activations (mathematically the same as
+    scaling per-sample weights, and one batched convolution instead of a grouped one).
+
+    x: [B, I, H, W], weight: [O, I, k, k], styles: [B, I] -> [B, O, H', W'] with H' = H, or
+    H' = 2H when ``up`` (stride-2 transposed conv on the unflipped weight, then the FIR filter).
+    ``prenormalize`` rescales weight and styles first, as NVIDIA does in float16 blocks.
+    """
+    if prenormalize and demodulate:
+        weight = weight * (1 / math.sqrt(weight[0].numel()) / weight.norm(float("inf"), dim=[1, 2, 3], keepdim=True))
+        styles = styles / styles.norm(float("inf"), dim=1, keepdim=True)
+    weight = weight.to(x.dtype)
+    styles = styles.to(x.dtype)
+    x = x * styles.unsqueeze(-1).unsqueeze(-1)
+    if up:
+        x = F.conv_transpose2d(x, weight.transpose(0, 1), stride=2)
+        x = fir_filter_pad1(x, gain=4.0)
+    else:
+        x = F.conv2d(x, weight, padding=padding)
+    if demodulate:
+        # sum over (I, k, k) of (w * s)^2 = (s^2) @ sum_k(w^2)^T
+        dcoefs = (styles.float().square() @ weight.float().square().sum(dim=[2, 3]).t() + 1e-8).rsqrt()
+        x = x * dcoefs.to(x.dtype).unsqueeze(-1).unsqueeze(-1)
+    return x
+
+
+class SynthesisLayer(nn.Module):
+    """Modulated 3x3 conv + noise + bias + lrelu. x: [B, I, h, w] -> [B, O, h', w'] (h' = 2h if up)."""
+
+    def __init__(self, in_channels: int, out_channels: int, w_dim: int, shape: tuple[int, int], *,
+                 up: bool, conv_clamp: Optional[float]):
+        super().__init__()
+        self.up = up
+        self.conv_clamp = conv_clamp
+        self.affine = FullyConnected(w_dim, in_channels, bias_init=1.0)
+        self.weight = nn.Parameter(torch.randn([out_channels, in_channels, 3, 3]))
+        self.register_buffer("noise_const", torch.randn(list(shape)))
+        self.noise_strength = nn.Parameter(torch.zeros([]))
+        self.bias = nn.Parameter(torch.zeros([out_channels]))
+
+    def forward(self, x: torch.Tensor, w: torch.Tensor, noise_mode: NoiseMode = "const",
+                prenormalize: bool = False) -> torch.Tensor:
+        styles = self.affine(w)
+        x = modulated_conv2d(x, self.weight, styles, demodulate=True, up=self.up, padding=1,
+                             prenormalize=prenormalize)
+        if noise_mode == "const":
+            x = x + (self.noise_const * self.noise_strength).to(x.dtype)
+        elif noise_mode == "random":
+            noise = torch.randn([x.shape[0], 1, x.shape[2], x.shape[3]], device=x.device, dtype=x.dtype)
+            x = x + noise * self.noise_strength.to(x.dtype)
+        elif noise_mode != "none":
+            raise ValueError(f"noise_mode must be one of {NOISE_MODES}, got {noise_mode!r}")
+        return bias_lrelu(x, self.bias.to(x.dtype), _SQRT2, self.conv_clamp)
+
+
+class ToRGBLayer(nn.Module):
+    """Modulated 1x1 conv without demodulation. x: [B, I, h, w] -> [B, img_channels, h, w]."""
+
+    def __init__(self, in_channels: int, out_channels: int, w_dim: int, conv_clamp: Optional[float]):
+        super().__init__()
+        self.conv_clamp = conv_clamp
+        self.affine = FullyConnected(w_dim, in_channels, bias_init=1.0)
+        self.weight = nn.Parameter(torch.randn([out_channels, in_channels, 1, 1]))
+        self.bias = nn.Parameter(torch.zeros([out_channels]))
+        self.weight_gain = 1 / math.sqrt(in_channels)
+
+    def forward(self, x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+        styles = self.affine(w) * self.weight_gain
+        x = modulated_conv2d(x, self.weight, styles, demodulate=False)
+        x = x + self.bias.to(x.dtype).view(1, -1, 1, 1)
+        return x.clamp(-self.conv_clamp, self.conv_clamp) if self.conv_clamp is not None else x
+
+
+class SynthesisBlock(nn.Module):
+    """One resolution of the skip-architecture synthesis network.
+
+    forward: x [B, I, h/2, w/2] (None for the first block), img [B, C, h/2, w/2] (or None),
+    ws [B, 3, w_dim] (2 for the first block: conv1, torgb) -> (x [B, O, h, w], img [B, C, h, w]).
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, cfg: GeneratorConfig, res: int):
+        super().__init__()
+        self.res = res
+        self.in_channels = in_channels
+        shape = (res, res * cfg.init_shape[1] // cfg.init_shape[0])
+        self.use_fp16 = res >= cfg.fp16_resolution
+        if in_channels == 0:
+            self.const = nn.Parameter(torch.randn([out_channels, *shape]))
+        else:
+            self.conv0 = SynthesisLayer(in_channels, out_channels, cfg.w_dim, shape, up=True, conv_clamp=cfg.conv_clamp)
+        self.conv1 = SynthesisLayer(out_channels, out_channels, cfg.w_dim, shape, up=False, conv_clamp=cfg.conv_clamp)
+        self.torgb = ToRGBLayer(out_channels, cfg.img_channels, cfg.w_dim, cfg.conv_clamp)
+        self.num_conv = 1 if in_channels == 0 else 2
+
+    def convs(self, x: Optional[torch.Tensor], ws: torch.Tensor, noise_mode: NoiseMode, dtype: torch.dtype,
+              batch: int) -> torch.Tensor:
+        """The block's convolutions only. ws: [B, num_conv, w_dim]."""
+        half = dtype == torch.float16
+        if self.in_channels == 0:
+            x = self.const.to(dtype).unsqueeze(0).expand(batch, -1, -1, -1)
+            return self.conv1(x, ws[:, 0], noise_mode, half)
+        x = self.conv0(x.to(dtype), ws[:, 0], noise_mode, half)
+        return self.conv1(x, ws[:, 1], noise_mode, half)
+
+    def rgb(self, x: torch.Tensor, img: Optional[torch.Tensor], w: torch.Tensor) -> torch.Tensor:
+        """Adds this block's ToRGB output to the up-sampled skip image (kept in float32)."""
+        y = self.torgb(x, w).float()
+        return y if img is None else upsample2d(img) + y
+
+
+class SynthesisNetwork(nn.Module):
+    """ws [B, num_ws, w_dim] -> img [B, img_channels, H, W] in about [-1, 1]."""
+
+    def __init__(self, cfg: GeneratorConfig):
+        super().__init__()
+        self.cfg = cfg
+        self.w_dim, self.num_ws = cfg.w_dim, cfg.num_ws
+        self.img_resolution, self.img_channels = cfg.img_resolution, cfg.img_channels
+        self.block_resolutions = cfg.block_resolutions
+        prev = 0
+        for res in self.block_resolutions:
+            out = cfg.channels[res]
+            self.add_module(f"b{res}", SynthesisBlock(prev, out, cfg, res))
+            prev = out
+
+    def _check_ws(self, ws: torch.Tensor, start: int, count: int) -> None:
+        if ws.ndim != 3 or ws.shape[1] != count or ws.shape[2] != self.w_dim:
+            raise ValueError(f"expected ws of shape [B, {count}, {self.w_dim}] (codes {start}..{start + count - 1} "
+                             f"of this generator's {self.num_ws}), got {list(ws.shape)}")
+
+    def _run(self, x, img, ws, resolutions, noise_mode, half, with_rgb_after):
+        """Runs blocks ``resolutions`` from state (x, img); ws starts at the first block's first conv."""
+        i = 0
+        for res in resolutions:
+            block = getattr(self, f"b{res}")
+            dtype = torch.float16 if half and block.use_fp16 else torch.float32
+            x = block.convs(x, ws[:, i:i + block.num_conv], noise_mode, dtype, ws.shape[0])
+            i += block.num_conv
+            if with_rgb_after or res != resolutions[-1]:
+                img = block.rgb(x, img, ws[:, i])
+        return x, img
+
+    def forward(self, ws: torch.Tensor, noise_mode: NoiseMode = "const", half: bool = False) -> torch.Tensor:
+        self._check_ws(ws, 0, self.num_ws)
+        _, img = self._run(None, None, ws, self.block_resolutions, noise_mode, half, with_rgb_after=True)
+        return img
+
+    def features(self, ws: torch.Tensor, res: int, noise_mode: NoiseMode = "const",
+                 half: bool = False) -> tuple[torch.Tensor, Optional[torch.Tensor]]:
+        """Runs blocks 4..res up to and including block ``res``'s convolutions.
+
+        ws: [B, ws_before(res), w_dim] (codes 0..ws_before(res)-1). Returns
+        ``(x [B, channels[res], res, res*aspect], skip [B, C, res/2, ...] or None for res=4)``:
+        the feature map (F in Barbershop) and the RGB skip accumulated through block res/2.
+        """
+        if res not in self.block_resolutions:
+            raise ValueError(f"res must be one of {self.block_resolutions}, got {res}")
+        self._check_ws(ws, 0, ws_before(res))
+        x, skip = self._run(None, None, ws, [r for r in self.block_resolutions if r <= res], noise_mode, half,
+                            with_rgb_after=False)
+        return x.float(), skip
+
+    def resume(self, x: torch.Tensor, ws: torch.Tensor, res: int, skip: Optional[torch.Tensor] = None,
+               noise_mode: NoiseMode = "const", half: bool = False) -> torch.Tensor:
+        """Finishes the synthesis from block ``res``'s feature map.
+
+        x: [B, channels[res], res, res*aspect]; ws: [B, num_ws - ws_before(res), w_dim], codes
+        ws_before(res).. (the first is block res's ToRGB code). ``skip`` is the RGB skip from
+        :meth:`features`; with None the RGB path restarts at ``res`` (Barbershop's FS rendering).
+        ``resume(*features(ws[:, :k]), ...)`` with ``skip`` passed reproduces ``forward(ws)``.
+        """
+        if res not in self.block_resolutions:
+            raise ValueError(f"res must be one of {self.block_resolutions}, got {res}")
+        start = ws_before(res)
+        self._check_ws(ws, start, self.num_ws - start)
+        block = getattr(self, f"b{res}")
+        img = block.rgb(x, skip, ws[:, 0])
+        rest = [r for r in self.block_resolutions if r > res]
+        if rest:  # block res's ToRGB code is also the next block's first conv code
+            _, img = self._run(x, img, ws, rest, noise_mode, half, with_rgb_after=True)
+        return img
+
+
+class Generator(nn.Module):
+    """StyleGAN2 generator: ``G(z, c)`` = ``G.synthesis(G.mapping(z, c))``.
+
+    Attributes mirror NVIDIA's: ``z_dim, c_dim, w_dim, num_ws, img_resolution, img_channels``, plus
+    ``img_height``/``img_width`` for non-square models and ``config`` (a :class:`GeneratorConfig`).
+    """
+
+    def __init__(self, config: GeneratorConfig):
+        super().__init__()
+        self.config = config
+        self.z_dim, self.c_dim, self.w_dim = config.z_dim, config.c_dim, config.w_dim
+        self.num_ws, self.img_resolution, self.img_channels = config.num_ws, config.img_resolution, config.img_channels
+        self.img_height, self.img_width = config.img_height, config.img_width
+        self.mapping = MappingNetwork(config)
+        self.synthesis = SynthesisNetwork(config)
+
+    @property
+    def w_avg(self) -> torch.Tensor:
+        """The tracked mean latent, [w_dim]."""
+        return self.mapping.w_avg
+
+    def forward(self, z: torch.Tensor, c: Optional[torch.Tensor] = None, truncation_psi: float = 1.0,
+                truncation_cutoff: Optional[int] = None, noise_mode: NoiseMode = "const") -> torch.Tensor:
+        ws = self.mapping(z, c, truncation_psi=truncation_psi, truncation_cutoff=truncation_cutoff)
+        return self.synthesis(ws, noise_mode=noise_mode)

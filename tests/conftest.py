@@ -1,0 +1,35 @@
+"""Shared fixtures. The pack is imported the way ComfyUI imports a custom node: as a package named
+after its folder, loaded from its ``__init__.py``, with the folder itself not on ``sys.path`` for
+the nodes (they import the library relatively)."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+PACK_NAME = "comfyui_insetgan_under_test"
+
+torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+
+
+def load_pack():
+    """Imports the pack like ComfyUI's ``load_custom_node``; returns the package module."""
+    if PACK_NAME in sys.modules:
+        return sys.modules[PACK_NAME]
+    spec = importlib.util.spec_from_file_location(PACK_NAME, ROOT / "__init__.py",
+                                                  submodule_search_locations=[str(ROOT)])
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[PACK_NAME] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="session")
+def pack():
+    return load_pack()
