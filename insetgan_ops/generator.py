@@ -54,7 +54,8 @@ class GeneratorConfig:
     """Everything that fixes a StyleGAN2 generator's architecture.
 
     ``init_shape`` is the (height, width) of the learned constant: ``(4, 4)`` for square models,
-    ``(4, 2)`` for 2:1 portrait models such as StyleGAN-Human's 1024x512 generator.
+    ``(4, 2)`` for 2:1 portrait models such as StyleGAN-Human's 1024x512 generator, ``(4, 8)`` for
+    1:2 landscape models (the demo's shoe close-ups).
     ``channels`` maps each block resolution (its height) to its feature channels; when empty it is
     derived as ``min(channel_base // res, channel_max)``.
     """
@@ -80,8 +81,8 @@ class GeneratorConfig:
         log2 = math.log2(self.img_resolution) if self.img_resolution > 0 else 0.5
         if self.img_resolution < 4 or log2 != int(log2):
             raise ValueError(f"img_resolution must be a power of two >= 4, got {self.img_resolution}")
-        if tuple(self.init_shape) not in ((4, 4), (4, 2), (4, 1)):
-            raise ValueError(f"init_shape must be (4, 4), (4, 2) or (4, 1), got {self.init_shape}")
+        if tuple(self.init_shape) not in ((4, 4), (4, 2), (4, 1), (4, 8)):
+            raise ValueError(f"init_shape must be (4, 4), (4, 2), (4, 1) or (4, 8), got {self.init_shape}")
         object.__setattr__(self, "init_shape", tuple(int(v) for v in self.init_shape))
         channels = {int(r): int(c) for r, c in self.channels.items()}
         for res in self.block_resolutions:
