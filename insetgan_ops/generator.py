@@ -87,6 +87,11 @@ class GeneratorConfig:
         channels = {int(r): int(c) for r, c in self.channels.items()}
         for res in self.block_resolutions:
             channels.setdefault(res, min(self.channel_base // res, self.channel_max))
+        empty = sorted(res for res in self.block_resolutions if channels[res] < 1)
+        if empty:
+            raise ValueError(f"channels: blocks {empty} would have no feature channels (channel_base "
+                             f"{self.channel_base} // resolution); raise channel_base to at least "
+                             f"{self.img_resolution} or give their channels explicitly")
         object.__setattr__(self, "channels", channels)
 
     @property
