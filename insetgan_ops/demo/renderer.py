@@ -102,6 +102,10 @@ class FigureAttributes:
     def __len__(self) -> int:
         return self.skin.shape[0]
 
+    def to(self, device: "str | torch.device") -> "FigureAttributes":
+        """The same attributes on ``device`` (drawing then runs there)."""
+        return FigureAttributes(**{f.name: getattr(self, f.name).to(device) for f in dataclasses.fields(self)})
+
 
 def _generator(seed: Seed) -> torch.Generator:
     if isinstance(seed, torch.Generator):
@@ -210,16 +214,25 @@ def _box(x, y, cx, cy, hw, hh, r):
 class _Canvas:
     """An ``[n, 3, H, W]`` image (plus optional ``[n, H, W]`` labels) painted back to front.
 
-    ``scale`` converts the caller's units into pixels for anti-aliasing; ``softness`` widens the
-    anti-aliasing ramp (in pixels) to blur small parts.
+    ``x`` (``[1, 1, W]``) and ``y`` (``[1, H, 1]``) are pixel-centre coordinates; a canvas made by
+    :meth:`rows` paints into a band of its parent's rows, so parts confined to a band cost less.
     """
 
-    def __init__(self, image: torch.Tensor, labels: Optional[torch.Tensor] = None):
-        n, _, h, w = image.shape
+    def __init__(self, image: torch.Tensor, labels: Optional[torch.Tensor] = None, first_row: int = 0):
+        _, _, h, w = image.shape
         self.image = image
         self.labels = labels
-        self.x = torch.arange(w, dtype=torch.float32).add_(0.5).view(1, 1, w)
-        self.y = torch.arange(h, dtype=torch.float32).add_(0.5).view(1, h, 1)
+        self.x = torch.arange(w, dtype=torch.float32, device=image.device).add_(0.5).view(1, 1, w)
+        self.y = torch.arange(first_row, first_row + h, dtype=torch.float32, device=image.device).add_(0.5).view(1, h, 1)
+        self.first_row = first_row
+
+    def rows(self, top: torch.Tensor, bottom: torch.Tensor) -> "_Canvas":
+        """The band of rows covering ``[min(top), max(bottom)]`` (pixels, any shape) of every sample."""
+        h = self.image.shape[2]
+        r0 = min(max(int(top.min().floor()) - 1 - self.first_row, 0), h - 1)
+        r1 = max(min(int(bottom.max().ceil()) + 1 - self.first_row, h), r0 + 1)
+        labels = None if self.labels is None else self.labels[:, r0:r1]
+        return _Canvas(self.image[:, :, r0:r1], labels, self.first_row + r0)
 
     def paint(self, sdf: torch.Tensor, colour: torch.Tensor, label: Optional[int] = None,
               px: float = 1.0, soft: float = 1.0, rim: float = 0.25, rim_width: float = 3.0,
@@ -232,7 +245,7 @@ class _Canvas:
         """
         d = sdf * px
         alpha = (0.5 - d / soft).clamp_(0, 1)
-        shade = 1 - rim * torch.exp(d.clamp(max=0) / rim_width)
+        shade = (1 + d / (2 * rim_width)).clamp_(0, 1).square_().mul_(-rim).add_(1)
         if texture is not None:
             shade = shade * texture
         fill = colour[:, :, None, None] * shade[:, None]
@@ -334,17 +347,18 @@ def _paint_head(c: _Canvas, f: _Frame, a: FigureAttributes, px, soft: float, det
             c.paint(sclera, a.iris * 0.4, EYES, px, soft, rim=0.0)
     # Nose: a shaded ridge with nostrils.
     nose_x = cx + 0.03 * yaw
-    c.paint(_ellipse(u, v, nose_x, 0.565, 0.042, 0.075), a.skin * 0.97, NOSE, px, soft, rim=0.28, rim_width=2.0)
+    c.paint(_ellipse(u, v, nose_x, 0.57, 0.034, 0.065), a.skin * 0.98, NOSE, px, soft, rim=0.22, rim_width=2.0)
     if detail:
         for side in (-1, 1):
-            c.paint(_ellipse(u, v, nose_x + side * 0.02, 0.618, 0.011, 0.007), a.skin * 0.45, None, px, soft, rim=0.0)
+            c.paint(_ellipse(u, v, nose_x + side * 0.017, 0.617, 0.01, 0.006), a.skin * 0.5, None, px, soft, rim=0.0)
     # Lips and mouth.
     mouth_x, mouth_y = cx + 0.025 * yaw, 0.675
     opening = 0.008 + 0.014 * _col(a.mouth_open)
-    c.paint(_ellipse(u, v, mouth_x, mouth_y - 0.016, 0.1, 0.026), a.lips * 0.92, UPPER_LIP, px, soft, rim=0.2, rim_width=1.0)
-    c.paint(_ellipse(u, v, mouth_x, mouth_y + 0.02 + opening, 0.085, 0.032), a.lips, LOWER_LIP, px, soft,
+    c.paint(_ellipse(u, v, mouth_x, mouth_y - 0.014, 0.085, 0.024), a.lips * 0.92, UPPER_LIP, px, soft,
             rim=0.2, rim_width=1.0)
-    c.paint(_ellipse(u, v, mouth_x, mouth_y + opening * 0.5, 0.075, opening + 0.006), a.lips * 0.35, MOUTH, px, soft,
+    c.paint(_ellipse(u, v, mouth_x, mouth_y + 0.018 + opening, 0.072, 0.03), a.lips, LOWER_LIP, px, soft,
+            rim=0.2, rim_width=1.0)
+    c.paint(_ellipse(u, v, mouth_x, mouth_y + opening * 0.5, 0.064, opening + 0.006), a.lips * 0.35, MOUTH, px, soft,
             rim=0.0)
 
 
@@ -373,37 +387,35 @@ def _paint_hair_front(c: _Canvas, f: _Frame, a: FigureAttributes, u, v, cx, rx, 
 # The three views.
 
 
-def _face_frame(a: FigureAttributes) -> _Frame:
-    n = len(a)
-    side = float(FACE_SIZE[0])
-    return _Frame(torch.zeros(n, 1, 1), torch.zeros(n, 1, 1), torch.full((n, 1, 1), side))
-
-
-def render_faces(n: int, seed: Seed, attributes: Optional[FigureAttributes] = None) -> dict[str, torch.Tensor]:
-    """Face close-ups with per-pixel labels.
-
-    Returns ``image`` ``[n, 3, 64, 64]`` in ``[-1, 1]`` and ``labels`` ``[n, 64, 64]`` long holding
-    ids of the 16-label face-parsing set (see :data:`RENDERED_LABELS`). ``attributes`` (from
-    :func:`sample_attributes`) overrides the people drawn from ``seed``.
-    """
-    a = attributes if attributes is not None else sample_attributes(n, seed)
+def draw_faces(a: FigureAttributes) -> dict[str, torch.Tensor]:
+    """Face close-ups of the people ``a``, on ``a``'s device: see :func:`render_faces`."""
     n = len(a)
     h, w = FACE_SIZE
-    c = _Canvas(torch.empty(n, 3, h, w), torch.zeros(n, h, w, dtype=torch.long))
+    device = a.skin.device
+    c = _Canvas(torch.empty(n, 3, h, w, device=device), torch.zeros(n, h, w, dtype=torch.long, device=device))
     c.background(a)
-    f = _face_frame(a)
+    f = _Frame(torch.zeros(n, 1, 1, device=device), torch.zeros(n, 1, 1, device=device),
+               torch.full((n, 1, 1), float(w), device=device))
     u, v = f.uv(c)
     px = f.size
     cx, rx = _head_geometry(a)
     _paint_hair_back(c, f, a, px, 1.0)
     # Neck, then the shoulders with a neckline cut out.
-    neck = _box(u, v, cx, 0.86, rx * 0.55, 0.2, 0.05)
-    c.paint(neck, a.skin * 0.88, NECK, px, rim=0.25, rim_width=4.0)
-    shoulders = _ellipse(u, v, cx, 1.16, 0.52 * _col(a.body_width), 0.27)
-    neckline = _ellipse(u, v, cx, 0.88, rx * (0.6 + 0.3 * _col(a.neckline)), 0.05 + 0.1 * _col(a.neckline))
+    c.paint(_box(u, v, cx, 0.9, rx * 0.62, 0.2, 0.05), a.skin * 0.88, NECK, px, rim=0.25, rim_width=4.0)
+    shoulders = _ellipse(u, v, cx, 1.13, 0.55 * _col(a.body_width), 0.28)
+    neckline = _ellipse(u, v, cx, 0.84, rx * (0.48 + 0.12 * _col(a.neckline)), 0.06 + 0.1 * _col(a.neckline))
     c.paint(torch.maximum(shoulders, -neckline), a.top, CLOTH, px, rim=0.3, rim_width=5.0)
     _paint_head(c, f, a, px, 1.0, detail=True)
-    return {"image": c.image.mul_(2).sub_(1), "labels": c.labels}
+    return {"image": c.image.mul_(2).sub_(1).clamp_(-1, 1), "labels": c.labels}
+
+
+def render_faces(n: int, seed: Seed, device: "str | torch.device" = "cpu") -> dict[str, torch.Tensor]:
+    """``n`` face close-ups of the people drawn from ``seed``, with per-pixel labels.
+
+    Returns ``image`` ``[n, 3, 64, 64]`` in ``[-1, 1]`` and ``labels`` ``[n, 64, 64]`` long holding
+    ids of the 16-label face-parsing set (only :data:`RENDERED_LABELS` occur).
+    """
+    return draw_faces(sample_attributes(n, seed).to(device))
 
 
 def _body_layout(a: FigureAttributes) -> dict[str, torch.Tensor]:
@@ -412,19 +424,18 @@ def _body_layout(a: FigureAttributes) -> dict[str, torch.Tensor]:
     height = _col(a.height) * (h - 16)
     ground = h - 4 + 2 * _col(a.shift[:, 1])
     top = ground - height
-    cx = w / 2 + 3 * _col(a.shift[:, 0])
-    head_ry = 0.068 * height
+    head_ry = 0.074 * height
     return {
-        "cx": cx, "top": top, "ground": ground, "height": height,
-        # The face frame: the head ellipse fills it as in a close-up.
+        "cx": w / 2 + 3 * _col(a.shift[:, 0]), "top": top, "ground": ground, "height": height,
+        # The face frame: the head fills it as the head fills a close-up.
         "frame_size": head_ry / _HEAD_RY,
         "head_cy": top + head_ry,
-        "shoulder_y": top + 0.19 * height,
+        "shoulder_y": top + 0.185 * height,
         "hip_y": top + 0.5 * height,
         "knee_y": top + 0.72 * height,
         "ankle_y": ground - 0.035 * height,
-        "shoulder_hw": 0.115 * height * _col(a.body_width),
-        "hip_hw": 0.085 * height * _col(a.body_width),
+        "shoulder_hw": 0.105 * height * _col(a.body_width),
+        "hip_hw": 0.08 * height * _col(a.body_width),
         "ankle_dx": (0.035 + 0.03 * _col(a.leg_spread)) * height,
     }
 
@@ -435,48 +446,55 @@ def _body_frame(layout: dict[str, torch.Tensor]) -> _Frame:
 
 
 def _shoe_box(layout: dict[str, torch.Tensor]) -> torch.Tensor:
-    """The feet's box, ``[n, 4]`` (x0, y0, x1, y1), with the aspect of :data:`SHOE_SIZE`."""
+    """The feet's box, ``[n, 4]`` (x0, y0, x1, y1), with the aspect of :data:`SHOE_SIZE`, inside the image."""
     width = 2 * (layout["ankle_dx"] + 0.075 * layout["height"])
     height = width * SHOE_SIZE[0] / SHOE_SIZE[1]
-    cy = layout["ground"] - 0.3 * height
+    cy = torch.minimum(layout["ground"] - 0.3 * height, BODY_SIZE[0] - height / 2)
     x0, y0 = layout["cx"] - width / 2, cy - height / 2
     return torch.cat([x0, y0, x0 + width, y0 + height], dim=2).flatten(1)
 
 
+def _leg_joints(L: dict[str, torch.Tensor], side: int):
+    """Hip, knee and ankle of one leg (``side`` -1 left, +1 right), pixels."""
+    hip_x = L["cx"] + side * L["hip_hw"] * 0.5
+    ankle_x = L["cx"] + side * L["ankle_dx"]
+    return (hip_x, L["hip_y"]), ((hip_x + ankle_x) / 2, L["knee_y"]), (ankle_x, L["ankle_y"])
+
+
+def _shoe_sdf(x, y, L: dict[str, torch.Tensor], side: int) -> torch.Tensor:
+    height = L["height"]
+    ankle_x = L["cx"] + side * L["ankle_dx"]
+    return _box(x, y, ankle_x + side * 0.012 * height, L["ground"] - 0.02 * height,
+                0.045 * height, 0.024 * height, 0.02 * height)
+
+
 def _paint_legs(c: _Canvas, a: FigureAttributes, L: dict[str, torch.Tensor], soft: float) -> None:
-    """Legs in trousers, shorts or under a skirt, then the shoes."""
+    """Legs in trousers, shorts or under a skirt or dress, then the shoes."""
     trousers = a.lower == LOWER_GARMENTS.index("trousers")
     shorts = a.lower == LOWER_GARMENTS.index("shorts")
     dress = a.lower == LOWER_GARMENTS.index("dress")
-    cx, height = L["cx"], L["height"]
+    height = L["height"]
     thigh_r, shin_r = 0.042 * height * _col(a.body_width), 0.03 * height
     for side in (-1, 1):
-        hip_x = cx + side * L["hip_hw"] * 0.5
-        ankle_x = cx + side * L["ankle_dx"]
-        knee_x = (hip_x + ankle_x) / 2
-        thigh = _capsule(c.x, c.y, hip_x, L["hip_y"], knee_x, L["knee_y"], thigh_r)
-        shin = _capsule(c.x, c.y, knee_x, L["knee_y"], ankle_x, L["ankle_y"], shin_r)
-        thigh_colour = _pick(trousers | shorts, a.bottom, a.skin)
-        shin_colour = _pick(trousers, a.bottom, a.skin)
-        c.paint(shin, shin_colour, soft=soft, rim=0.3, rim_width=2.0)
-        c.paint(thigh, thigh_colour, soft=soft, rim=0.3, rim_width=2.0)
+        hip, knee, ankle = _leg_joints(L, side)
+        c.paint(_capsule(c.x, c.y, *knee, *ankle, shin_r), _pick(trousers, a.bottom, a.skin), soft=soft,
+                rim=0.3, rim_width=2.0)
+        c.paint(_capsule(c.x, c.y, *hip, *knee, thigh_r), _pick(trousers | shorts, a.bottom, a.skin), soft=soft,
+                rim=0.3, rim_width=2.0)
     # Skirts and dresses: a flared panel from the hips to the knees.
     t = ((c.y - L["hip_y"]) / (L["knee_y"] - L["hip_y"])).clamp(0, 1)
-    flare = L["hip_hw"] * (1.05 + 0.55 * t)
-    skirt = torch.maximum((c.x - cx).abs() - flare, torch.maximum(L["hip_y"] - 2 - c.y, c.y - L["knee_y"] + 1))
+    skirt = _box(c.x, c.y, L["cx"], (L["hip_y"] + L["knee_y"]) / 2, L["hip_hw"] * (1.1 + 0.5 * t),
+                 (L["knee_y"] - L["hip_y"]) / 2 + 1, 1.0)
     skirt = torch.where(_col(trousers | shorts), torch.full_like(skirt, 1e3), skirt)
-    skirt_colour = _pick(dress, a.top, a.bottom)
-    c.paint(skirt, skirt_colour, soft=soft, rim=0.3, rim_width=2.5)
+    c.paint(skirt, _pick(dress, a.top, a.bottom), soft=soft, rim=0.3, rim_width=2.5)
     for side in (-1, 1):
-        ankle_x = cx + side * L["ankle_dx"]
-        shoe = _box(c.x, c.y, ankle_x + side * 0.012 * height, L["ground"] - 0.02 * height,
-                    0.045 * height, 0.024 * height, 0.02 * height)
-        c.paint(shoe, a.shoes, soft=soft, rim=0.35, rim_width=1.5)
+        c.paint(_shoe_sdf(c.x, c.y, L, side), a.shoes, soft=soft, rim=0.35, rim_width=1.5)
 
 
 def _paint_torso_and_arms(c: _Canvas, a: FigureAttributes, L: dict[str, torch.Tensor], soft: float) -> None:
+    """Arms (sleeved to the elbow, to the wrist, or bare) with hands, then the torso over them."""
     cx, height = L["cx"], L["height"]
-    arm_r = 0.028 * height
+    arm_r = 0.027 * height
     for side, angle in ((-1, a.arm_angle[:, 0]), (1, a.arm_angle[:, 1])):
         angle = _col(angle)
         sx, sy = cx + side * (L["shoulder_hw"] - arm_r), L["shoulder_y"] + arm_r
@@ -484,87 +502,92 @@ def _paint_torso_and_arms(c: _Canvas, a: FigureAttributes, L: dict[str, torch.Te
         ey = sy + torch.cos(angle) * 0.17 * height
         wx = ex + side * torch.sin(angle * 0.6) * 0.16 * height
         wy = ey + torch.cos(angle * 0.6) * 0.16 * height
-        upper_colour = _pick(a.sleeves > 0, a.top, a.skin)
-        fore_colour = _pick(a.sleeves > 1, a.top, a.skin)
-        c.paint(_ellipse(c.x, c.y, wx, wy + 0.01 * height, 0.024 * height, 0.03 * height), a.skin * 0.95, soft=soft,
+        c.paint(_ellipse(c.x, c.y, wx, wy + 0.01 * height, 0.022 * height, 0.03 * height), a.skin * 0.95, soft=soft,
                 rim=0.3, rim_width=1.5)
-        c.paint(_capsule(c.x, c.y, ex, ey, wx, wy, arm_r * 0.85), fore_colour, soft=soft, rim=0.3, rim_width=2.0)
-        c.paint(_capsule(c.x, c.y, sx, sy, ex, ey, arm_r), upper_colour, soft=soft, rim=0.3, rim_width=2.0)
-    # Torso: tapers from the shoulders to the waist, widens again to the hips.
+        c.paint(_capsule(c.x, c.y, ex, ey, wx, wy, arm_r * 0.85), _pick(a.sleeves > 1, a.top, a.skin), soft=soft,
+                rim=0.3, rim_width=2.0)
+        c.paint(_capsule(c.x, c.y, sx, sy, ex, ey, arm_r), _pick(a.sleeves > 0, a.top, a.skin), soft=soft,
+                rim=0.3, rim_width=2.0)
+    # Torso: rounded shoulders, a waist, the hips.
     t = ((c.y - L["shoulder_y"]) / (L["hip_y"] - L["shoulder_y"])).clamp(0, 1)
-    half_width = L["shoulder_hw"] * (1 - 0.35 * t * (1 - t) * 2) * (1 - t) + L["hip_hw"] * 1.08 * t
-    torso = torch.maximum((c.x - cx).abs() - half_width,
-                          torch.maximum(L["shoulder_y"] - c.y, c.y - L["hip_y"] - 0.02 * height))
-    c.paint(torso - 1.2, a.top, soft=soft, rim=0.3, rim_width=3.0)
+    half_width = L["shoulder_hw"] * (1 - t) + L["hip_hw"] * 1.1 * t - 0.1 * L["shoulder_hw"] * torch.sin(math.pi * t)
+    torso = _box(c.x, c.y, cx, (L["shoulder_y"] + L["hip_y"]) / 2 + 0.01 * height, half_width,
+                 (L["hip_y"] - L["shoulder_y"]) / 2 + 0.01 * height, 0.05 * height)
+    c.paint(torso, a.top, soft=soft, rim=0.3, rim_width=3.0)
 
 
-def render_bodies(n: int, seed: Seed, attributes: Optional[FigureAttributes] = None) -> dict[str, torch.Tensor]:
-    """Full-body figures, 2:1 portrait.
-
-    Returns ``image`` ``[n, 3, 128, 64]`` in ``[-1, 1]``, ``face_box`` ``[n, 4]`` (x0, y0, x1, y1,
-    pixels: a square that frames the head as a face close-up frames it) and ``shoe_box`` ``[n, 4]``
-    (both feet, with the 1:2 aspect of :data:`SHOE_SIZE`). ``attributes`` overrides the people
-    drawn from ``seed``.
-    """
-    a = attributes if attributes is not None else sample_attributes(n, seed)
+def draw_bodies(a: FigureAttributes) -> dict[str, torch.Tensor]:
+    """Full-body figures of the people ``a``, on ``a``'s device: see :func:`render_bodies`."""
     n = len(a)
     h, w = BODY_SIZE
-    c = _Canvas(torch.empty(n, 3, h, w))
+    c = _Canvas(torch.empty(n, 3, h, w, device=a.skin.device))
     c.background(a)
     L = _body_layout(a)
-    # A soft floor shadow.
-    shadow = _ellipse(c.x, c.y, L["cx"], L["ground"] - 1, 0.22 * L["height"], 0.03 * L["height"])
-    c.paint(shadow, a.bg_bottom * 0.6, soft=6.0, rim=0.0)
+    height = L["height"]
     f = _body_frame(L)
     soft = 1.3
-    _paint_hair_back(c, f, a, f.size, soft)
-    _paint_legs(c, a, L, soft)
-    neck = _box(c.x, c.y, L["cx"], L["head_cy"] + 0.1 * L["height"], 0.03 * L["height"], 0.06 * L["height"], 1.0)
-    c.paint(neck, a.skin * 0.88, soft=soft, rim=0.2)
-    _paint_torso_and_arms(c, a, L, soft)
-    _paint_head(c, f, a, f.size, 1.6, detail=False)
+    head = c.rows(f.y0, f.y0 + f.size)
+    legs = c.rows(L["hip_y"] - 2, L["ground"] + 0.05 * height)
+    # A soft floor shadow.
+    shadow = _ellipse(legs.x, legs.y, L["cx"], L["ground"] - 1, 0.22 * height, 0.03 * height)
+    legs.paint(shadow, a.bg_bottom * 0.6, soft=6.0, rim=0.0)
+    _paint_hair_back(head, f, a, f.size, soft)
+    _paint_legs(legs, a, L, soft)
+    neck_band = c.rows(L["head_cy"], L["shoulder_y"] + 0.02 * height)
+    neck = _box(neck_band.x, neck_band.y, L["cx"], L["head_cy"] + 0.1 * height, 0.028 * height, 0.06 * height, 1.0)
+    neck_band.paint(neck, a.skin * 0.88, soft=soft, rim=0.2)
+    _paint_torso_and_arms(c.rows(L["shoulder_y"] - 1, L["hip_y"] + 0.25 * height), a, L, soft)
+    _paint_head(head, f, a, f.size, 1.6, detail=False)
     face_box = torch.cat([f.x0, f.y0, f.x0 + f.size, f.y0 + f.size], dim=2).flatten(1)
-    return {"image": c.image.mul_(2).sub_(1), "face_box": face_box, "shoe_box": _shoe_box(L)}
+    return {"image": c.image.mul_(2).sub_(1).clamp_(-1, 1), "face_box": face_box, "shoe_box": _shoe_box(L)}
 
 
-def render_shoes(n: int, seed: Seed, attributes: Optional[FigureAttributes] = None) -> dict[str, torch.Tensor]:
-    """Close-ups of both feet: ``image`` ``[n, 3, 32, 64]`` in ``[-1, 1]``.
+def render_bodies(n: int, seed: Seed, device: "str | torch.device" = "cpu") -> dict[str, torch.Tensor]:
+    """``n`` full-body figures (2:1 portrait) of the people drawn from ``seed``.
 
-    The view is the body's ``shoe_box`` drawn at higher resolution: lower legs (trousers or skin)
-    entering from the top, shoes with soles and laces on a floor with a soft shadow.
+    Returns ``image`` ``[n, 3, 128, 64]`` in ``[-1, 1]``, ``face_box`` ``[n, 4]`` (x0, y0, x1, y1 in
+    pixels: a square framing the head as a face close-up frames it, inside the image) and
+    ``shoe_box`` ``[n, 4]`` (both feet, with the 1:2 aspect of :data:`SHOE_SIZE`, inside the image).
     """
-    a = attributes if attributes is not None else sample_attributes(n, seed)
+    return draw_bodies(sample_attributes(n, seed).to(device))
+
+
+def draw_shoes(a: FigureAttributes) -> dict[str, torch.Tensor]:
+    """Shoe close-ups of the people ``a``, on ``a``'s device: see :func:`render_shoes`."""
     n = len(a)
     h, w = SHOE_SIZE
-    c = _Canvas(torch.empty(n, 3, h, w))
+    c = _Canvas(torch.empty(n, 3, h, w, device=a.skin.device))
     c.background(a)
-    # Work in the body's pixel units, mapped into this close-up.
+    # The body's shoe box, drawn in the body's pixel units at this close-up's resolution.
     L = _body_layout(a)
     box = _shoe_box(L)
-    scale = _col(w / (box[:, 2] - box[:, 0]))
-    x = c.x / scale + _col(box[:, 0])
-    y = c.y / scale + _col(box[:, 1])
-    cx, height = L["cx"], L["height"]
-    px = scale
-    c.paint(_ellipse(x, y, cx, L["ground"] - 0.5, 0.2 * height, 0.025 * height), a.bg_bottom * 0.6, px=px,
+    px = _col(w / (box[:, 2] - box[:, 0]))
+    x = c.x / px + _col(box[:, 0])
+    y = c.y / px + _col(box[:, 1])
+    height = L["height"]
+    c.paint(_ellipse(x, y, L["cx"], L["ground"] - 0.5, 0.2 * height, 0.025 * height), a.bg_bottom * 0.6, px=px,
             soft=8.0, rim=0.0)
     legs = _pick(a.lower == LOWER_GARMENTS.index("trousers"), a.bottom, a.skin)
-    shin_r = 0.03 * height
     for side in (-1, 1):
-        hip_x = cx + side * L["hip_hw"] * 0.5
-        ankle_x = cx + side * L["ankle_dx"]
-        knee_x = (hip_x + ankle_x) / 2
-        c.paint(_capsule(x, y, knee_x, L["knee_y"], ankle_x, L["ankle_y"], shin_r), legs, px=px, rim=0.3, rim_width=5.0)
+        _, knee, ankle = _leg_joints(L, side)
+        c.paint(_capsule(x, y, *knee, *ankle, 0.03 * height), legs, px=px, rim=0.3, rim_width=5.0)
+    lace_colour = a.shoes * 0.5 + 0.35
     for side in (-1, 1):
-        ankle_x = cx + side * L["ankle_dx"]
-        sx, sy = ankle_x + side * 0.012 * height, L["ground"] - 0.02 * height
-        hw, hh = 0.045 * height, 0.024 * height
-        c.paint(_box(x, y, sx, sy, hw, hh, 0.02 * height), a.shoes, px=px, rim=0.35, rim_width=4.0)
-        c.paint(torch.maximum(_box(x, y, sx, sy, hw, hh, 0.02 * height), L["ground"] - 0.012 * height - y),
-                a.shoes * 0.35 + 0.3, px=px, rim=0.0)
+        shoe = _shoe_sdf(x, y, L, side)
+        c.paint(shoe, a.shoes, px=px, rim=0.35, rim_width=4.0)
+        c.paint(torch.maximum(shoe, L["ground"] - 0.012 * height - y), a.shoes * 0.3 + 0.05, px=px, rim=0.0)
+        lace_x = L["cx"] + side * (L["ankle_dx"] + 0.012 * height)
         for k in (-1, 0, 1):
-            lace = _capsule(x, y, sx - 0.012 * height + side * 0.006 * height * k, sy - hh * 0.55 + k * 0.008 * height,
-                            sx + 0.012 * height + side * 0.006 * height * k, sy - hh * 0.55 + k * 0.008 * height,
-                            0.0025 * height)
-            c.paint(lace, a.shoes * 0.5 + 0.35, px=px, rim=0.0)
-    return {"image": c.image.mul_(2).sub_(1)}
+            lace_y = L["ground"] - 0.033 * height + 0.008 * height * k
+            lace = _capsule(x, y, lace_x - 0.012 * height, lace_y, lace_x + 0.012 * height, lace_y, 0.0025 * height)
+            c.paint(lace, lace_colour, px=px, rim=0.0)
+    return {"image": c.image.mul_(2).sub_(1).clamp_(-1, 1)}
+
+
+def render_shoes(n: int, seed: Seed, device: "str | torch.device" = "cpu") -> dict[str, torch.Tensor]:
+    """``n`` close-ups of both feet of the people drawn from ``seed``: ``image`` ``[n, 3, 32, 64]`` in ``[-1, 1]``.
+
+    The view is the body's ``shoe_box`` at higher resolution: lower legs (trousers or skin)
+    entering from the top, shoes with soles and laces on a floor with a soft shadow.
+    """
+    return draw_shoes(sample_attributes(n, seed).to(device))
