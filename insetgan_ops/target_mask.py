@@ -1,0 +1,240 @@
+"""The target segmentation of a Barbershop composite, composed from several label maps.
+
+Each reference image contributes the labels assigned to it (by default the hair comes from image 1
+and everything else from image 0)::
+
+    target = compose_target([labels_a, labels_b], BARBERSHOP_16, mapping={"hair": 1})   # [H, W] long
+
+Label maps may come from a :class:`~insetgan_ops.segmentation.FaceParser` or from plain masks
+(ComfyUI MASKs, painted or from any segmenter), via :func:`labels_from_masks`.
+
+How the target is built:
+
+1. Every pixel of the default source whose label is not assigned elsewhere keeps that label.
+2. Each assigned label is painted from its source, in the order of ``mapping`` (later on top), so
+   the transplanted hair covers the forehead it falls over.
+3. ``override`` replaces a label's region with a painted mask: inside it the pixel gets the label;
+   pixels of that label outside it are released.
+4. Pixels nobody claims are holes (where the default source's long hair was and the new hair is
+   not, or what an override released). They are filled with *fill labels*, by default
+   ``background``, ``skin``, ``neck`` and ``cloth``: the regions that plausibly continue under
+   removed hair.
+
+   a. A hole run in a row whose nearest claimed pixels on the left and on the right carry the
+      same fill label takes that label: a strand across a cheek becomes skin, a gap between
+      strands stays background.
+   b. Remaining holes grow inward from their fill-labelled borders, one pixel per step
+      (8-neighbourhood), each pixel taking the most frequent fill label among its filled
+      neighbours (the lower label index on ties, so background wins against skin). Faces thus
+      get no wider than halfway into a hole beside them.
+   c. Holes that no fill label reaches become background.
+"""
+
+from __future__ import annotations
+
+from typing import Mapping, Optional, Sequence, Union
+
+import torch
+import torch.nn.functional as F
+
+from .segmentation import LabelSet
+
+__all__ = ["DEFAULT_FILL_LABELS", "labels_from_masks", "to_label_map", "compose_target", "fill_holes", "dilate",
+           "erode"]
+
+DEFAULT_FILL_LABELS = ("background", "skin", "neck", "cloth")
+
+LabelSource = Union[torch.Tensor, Mapping[str, torch.Tensor]]
+_HOLE = -1
+
+
+def _as_masks(mask: torch.Tensor, what: str) -> torch.Tensor:
+    """[H, W] or [B, H, W] (or [B, 1, H, W]) float in 0..1 -> [B, H, W] float."""
+    if mask.ndim == 4 and mask.shape[1] == 1:
+        mask = mask[:, 0]
+    if mask.ndim == 2:
+        mask = mask.unsqueeze(0)
+    if mask.ndim != 3 or not mask.is_floating_point():
+        raise ValueError(f"{what} must be a float mask [B, H, W] or [H, W] in 0..1 (a ComfyUI MASK), "
+                         f"got {mask.dtype} {list(mask.shape)}")
+    return mask.float()
+
+
+def _resize_masks(masks: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """[B, H, W] float -> [B, *size] float (bilinear; a no-op at that size)."""
+    if tuple(masks.shape[-2:]) == tuple(size):
+        return masks
+    return F.interpolate(masks.unsqueeze(1), size=size, mode="bilinear", align_corners=False)[:, 0]
+
+
+def labels_from_masks(masks: Mapping[str, torch.Tensor], label_set: LabelSet, threshold: float = 0.5) -> torch.Tensor:
+    """Turns named masks into a label map of ``label_set``.
+
+    masks: ``{label name: [B, H, W] or [H, W] float in 0..1}`` (masks of batch 1 broadcast; all
+    are resized to the first one's size). A pixel takes the label of its strongest mask if that
+    reaches ``threshold`` (the later mask on ties), else ``background``. Returns [B, H, W] long.
+    """
+    if not masks:
+        raise ValueError("labels_from_masks needs at least one {label name: mask} entry")
+    indices = label_set.indices(masks)
+    stacked = [_as_masks(m, f"mask {name!r}") for name, m in masks.items()]
+    size = tuple(stacked[0].shape[-2:])
+    try:
+        stacked = torch.stack(torch.broadcast_tensors(*[_resize_masks(m, size) for m in stacked]))  # [K, B, H, W]
+    except RuntimeError as e:
+        raise ValueError(f"mask batch sizes differ ({[m.shape[0] for m in stacked]}); pass masks of one batch "
+                         "size, or of batch 1 to share them") from e
+    strongest, k = stacked.flip(0).max(dim=0)
+    labels = torch.tensor(indices, dtype=torch.long, device=stacked.device).flip(0)[k]
+    return torch.where(strongest >= threshold, labels, torch.zeros_like(labels))
+
+
+def to_label_map(source: LabelSource, label_set: LabelSet) -> torch.Tensor:
+    """A label map [B, H, W] long of ``label_set`` from a label map ([H, W] or [B, H, W] integer)
+    or from ``{label name: mask}`` (see :func:`labels_from_masks`)."""
+    if isinstance(source, Mapping):
+        return labels_from_masks(source, label_set)
+    if not isinstance(source, torch.Tensor):
+        raise TypeError(f"expected a label map tensor or {{label name: mask}}, got {type(source).__name__}")
+    label_set.check_labels(source)
+    if source.ndim == 2:
+        source = source.unsqueeze(0)
+    if source.ndim != 3:
+        raise ValueError(f"a label map must be [H, W] or [B, H, W], got {list(source.shape)}")
+    return source.long()
+
+
+def _single_map(source: LabelSource, label_set: LabelSet, size: Optional[tuple[int, int]], what: str) -> torch.Tensor:
+    """One [H, W] long label map, resized (nearest) to ``size`` when given."""
+    labels = to_label_map(source, label_set)
+    if labels.shape[0] != 1:
+        raise ValueError(f"{what} holds {labels.shape[0]} label maps; pass one image's map ([H, W] or [1, H, W])")
+    labels = labels[0]
+    if size is not None and tuple(labels.shape) != tuple(size):
+        labels = F.interpolate(labels[None, None].float(), size=size, mode="nearest")[0, 0].long()
+    return labels
+
+
+def compose_target(sources: Sequence[LabelSource], label_set: LabelSet, mapping: Optional[Mapping[str, int]] = None,
+                   default_source: int = 0, override: Optional[Mapping[str, torch.Tensor]] = None,
+                   fill_labels: Sequence[str] = DEFAULT_FILL_LABELS) -> torch.Tensor:
+    """Composes the target label map from several images' label maps (rules in the module docstring).
+
+    sources: one label map per image, [H, W] or [1, H, W] integer, or ``{label name: mask}``; all
+    are resized (nearest) to the default source's size. mapping: ``{label name: source index}``,
+    ``{"hair": 1}`` when None; unnamed labels come from ``default_source``. override:
+    ``{label name: [H, W] or [1, H, W] float mask}``. fill_labels: labels holes may take (those
+    not in ``label_set`` are ignored). Returns target [H, W] long.
+    """
+    if not sources:
+        raise ValueError("compose_target needs at least one label map")
+    mapping = {"hair": 1} if mapping is None else dict(mapping)
+    for name, index in [("default_source", default_source)] + [(f"mapping[{n!r}]", i) for n, i in mapping.items()]:
+        if not 0 <= index < len(sources):
+            raise ValueError(f"{name} = {index} but only {len(sources)} label maps were given (indices 0.."
+                             f"{len(sources) - 1})")
+    owner = torch.full([len(label_set)], default_source, dtype=torch.long)
+    for name, index in mapping.items():
+        owner[label_set.index(name)] = index
+
+    base = _single_map(sources[default_source], label_set, None, f"label map {default_source}")
+    size = tuple(base.shape)
+    maps = [base if i == default_source else _single_map(s, label_set, size, f"label map {i}")
+            for i, s in enumerate(sources)]
+    target = torch.where(owner.to(base.device)[base] == default_source, base, torch.full_like(base, _HOLE))
+    for name, index in mapping.items():
+        label = label_set.index(name)
+        target = torch.where(maps[index] == label, torch.full_like(target, label), target)
+    for name, mask in (override or {}).items():
+        label = label_set.index(name)
+        painted = _resize_masks(_as_masks(mask, f"override {name!r}"), size)
+        if painted.shape[0] != 1:
+            raise ValueError(f"override {name!r} holds {painted.shape[0]} masks; pass one ([H, W] or [1, H, W])")
+        painted = painted[0].to(target.device) >= 0.5
+        target = torch.where(target == label, torch.full_like(target, _HOLE), target)
+        target = torch.where(painted, torch.full_like(target, label), target)
+    return fill_holes(target, label_set, fill_labels)
+
+
+def _fill_enclosed_row_runs(target: torch.Tensor, fill: torch.Tensor) -> torch.Tensor:
+    """Rule (a): hole pixels whose nearest claimed row neighbours left and right share a fill label.
+
+    target: [H, W] long with -1 for holes; fill: [L] bool. Returns [H, W] long.
+    """
+    h, w = target.shape
+    cols = torch.arange(w, device=target.device).expand(h, w)
+    claimed = target != _HOLE
+    left = torch.where(claimed, cols, torch.full_like(cols, -1)).cummax(dim=1).values
+    right = torch.where(claimed, cols, torch.full_like(cols, w)).flip(1).cummin(dim=1).values.flip(1)
+    enclosed = ~claimed & (left >= 0) & (right < w)
+    label_left = target.gather(1, left.clamp(min=0))
+    label_right = target.gather(1, right.clamp(max=w - 1))
+    same = enclosed & (label_left == label_right) & fill[label_left.clamp(min=0)]
+    return torch.where(same, label_left, target)
+
+
+def _grow_into_holes(target: torch.Tensor, fill: torch.Tensor) -> torch.Tensor:
+    """Rule (b): fill labels grow into holes one pixel per step by neighbour majority.
+
+    target: [H, W] long with -1 for holes; fill: [L] bool. Returns [H, W] long (unreached holes stay -1).
+    """
+    holes = target == _HOLE
+    if not holes.any():
+        return target
+    rows, cols = holes.nonzero(as_tuple=True)  # work on the holes' bounding box plus its 1-pixel border
+    r0, r1 = max(int(rows.min()) - 1, 0), int(rows.max()) + 2
+    c0, c1 = max(int(cols.min()) - 1, 0), int(cols.max()) + 2
+    box = target[r0:r1, c0:c1].clone()
+    num_labels = fill.shape[0]
+    seeds = (box != _HOLE) & fill[box.clamp(min=0)]
+    votes_of = F.one_hot(box.clamp(min=0), num_labels).permute(2, 0, 1).float() * seeds  # [L, h, w]
+    kernel = torch.ones(num_labels, 1, 3, 3, device=box.device)
+    pending = box == _HOLE
+    while pending.any():
+        votes = F.conv2d(votes_of.unsqueeze(0), kernel, padding=1, groups=num_labels)[0]
+        reached = pending & (votes.sum(dim=0) > 0)
+        if not reached.any():
+            break
+        winner = votes.argmax(dim=0)  # the first maximum: the lower label index on ties
+        box = torch.where(reached, winner, box)
+        votes_of = votes_of + F.one_hot(winner, num_labels).permute(2, 0, 1).float() * reached
+        pending = pending & ~reached
+    target = target.clone()
+    target[r0:r1, c0:c1] = box
+    return target
+
+
+def fill_holes(target: torch.Tensor, label_set: LabelSet,
+               fill_labels: Sequence[str] = DEFAULT_FILL_LABELS) -> torch.Tensor:
+    """Fills the holes (-1) of a label map by rules (a)-(c) of the module docstring.
+
+    target: [H, W] long, -1 for holes, else indices into ``label_set``. Returns [H, W] long
+    without holes.
+    """
+    if target.ndim != 2:
+        raise ValueError(f"fill_holes expects one label map [H, W], got {list(target.shape)}")
+    fill = torch.zeros(len(label_set), dtype=torch.bool, device=target.device)
+    fill[[label_set.index(n) for n in fill_labels if n in label_set]] = True
+    target = _fill_enclosed_row_runs(target, fill)
+    target = _grow_into_holes(target, fill)
+    return torch.where(target == _HOLE, torch.zeros_like(target), target)
+
+
+def _as_4d(mask: torch.Tensor) -> tuple[torch.Tensor, tuple[int, ...]]:
+    if mask.ndim not in (2, 3, 4):
+        raise ValueError(f"expected a mask [H, W], [B, H, W] or [B, 1, H, W], got {list(mask.shape)}")
+    return mask.reshape(-1, 1, *mask.shape[-2:]).float(), tuple(mask.shape)
+
+
+def dilate(mask: torch.Tensor, radius: int) -> torch.Tensor:
+    """Grey-scale dilation by a (2r+1)x(2r+1) square. mask: [H, W], [B, H, W] or [B, 1, H, W] float,
+    returned in the same shape. The image border does not count as background."""
+    if radius <= 0:
+        return mask.float()
+    x, shape = _as_4d(mask)
+    return F.max_pool2d(x, 2 * radius + 1, stride=1, padding=radius).reshape(shape)
+
+
+def erode(mask: torch.Tensor, radius: int) -> torch.Tensor:
+    """Grey-scale erosion by a (2r+1)x(2r+1) square; shapes as :func:`dilate`."""
+    return -dilate(-mask.float(), radius)
