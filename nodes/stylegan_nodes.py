@@ -1,0 +1,336 @@
+"""ComfyUI nodes for single StyleGAN2 generators: load, sample / average / mix latents, synthesise,
+save and load latents.
+
+Custom types: ``STYLEGAN`` is a :class:`StyleGANModel` (a loaded generator with its file name and
+identity); ``STYLEGAN_LATENT`` is an :class:`insetgan_ops.latents.Latent`, which remembers its
+generator, so a latent fed to another generator fails with a clear message instead of rendering
+noise.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from typing import Optional
+
+import torch
+
+from ..insetgan_ops import latents
+from ..insetgan_ops.checkpoints import load_generator
+from ..insetgan_ops.generator import NOISE_MODES, Generator
+from . import comfy_runtime
+from .convert import to_comfy_image, to_pil
+
+CATEGORY = "InsetGAN/StyleGAN"
+STYLEGAN = "STYLEGAN"
+STYLEGAN_LATENT = "STYLEGAN_LATENT"
+LATENT_EXTENSION = ".safetensors"
+MAX_BATCH = 64
+MAX_LAYERS = 32  # more W+ layers than any StyleGAN2 has (18 at 1024, 20 at 2048)
+
+_TOOLTIPS = {
+    "stylegan": "A generator from Load StyleGAN.",
+    "strict": "On: the latent must come from this very generator (safe default). Off: any generator with the "
+              "same number of layers is accepted, for deliberate transfer between fine-tuned relatives "
+              "(e.g. a face model and its cartoon fine-tune).",
+    "seed": "Random seed. Latent i of the batch uses seed + i, as NVIDIA's gen_images.py does, so a seed gives "
+            "the same image here and in NVIDIA's scripts.",
+}
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class StyleGANModel:
+    """What a ``STYLEGAN`` socket carries: the generator, its file and its identity."""
+
+    generator: Generator
+    identity: latents.GeneratorIdentity
+    path: str
+
+    @property
+    def name(self) -> str:
+        return self.identity.name
+
+
+class _LoadedGenerators:
+    """Generators already loaded, one per file, reused while the file and device are unchanged."""
+
+    def __init__(self):
+        self._entries: dict[str, tuple[tuple[int, str], StyleGANModel]] = {}
+
+    def get(self, path: str, name: str, device: torch.device) -> StyleGANModel:
+        stamp = (os.stat(path).st_mtime_ns, str(device))
+        entry = self._entries.get(path)
+        if entry is not None and entry[0] == stamp:
+            return entry[1]
+        self._entries.pop(path, None)
+        # ComfyUI runs nodes under inference_mode; weights made there could never take part in a
+        # backward pass (the optimisation nodes need one through the generator).
+        with torch.inference_mode(False):
+            G = load_generator(path, device)
+            model = StyleGANModel(G, latents.GeneratorIdentity.of(G, name), path)
+        self._entries[path] = (stamp, model)
+        return model
+
+
+LOADED_GENERATORS = _LoadedGenerators()
+
+
+def _resolve_device(choice: str) -> torch.device:
+    return comfy_runtime.torch_device() if choice == "auto" else torch.device(choice)
+
+
+class LoadStyleGAN:
+    DESCRIPTION = ("Loads a StyleGAN2 generator from ComfyUI's models/stylegan folder: NVIDIA .pkl (StyleGAN2-ADA, "
+                   "StyleGAN3's StyleGAN2, StyleGAN-Human, TF-era), rosinality .pt or .safetensors. Nothing in the "
+                   "file is executed. Loaded generators are kept until the file changes.")
+    CATEGORY = CATEGORY
+    RETURN_TYPES = (STYLEGAN,)
+    RETURN_NAMES = ("stylegan",)
+    OUTPUT_TOOLTIPS = ("The loaded generator, with its file name.",)
+    FUNCTION = "load"
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {
+            "model_name": (comfy_runtime.list_models("stylegan"), {
+                "tooltip": "Generator file in models/stylegan (the pack's demo generators are listed too)."}),
+            "device": (["auto", "cpu"], {
+                "default": "auto",
+                "tooltip": "auto: ComfyUI's device (CUDA, MPS or CPU). cpu: keep this generator off the GPU."}),
+        }}
+
+    @classmethod
+    def IS_CHANGED(cls, model_name, device):
+        try:
+            return os.stat(comfy_runtime.model_path("stylegan", model_name)).st_mtime_ns
+        except (OSError, ValueError):
+            return float("nan")  # never equal to itself: the node runs and reports the problem
+
+    def load(self, model_name: str, device: str):
+        path = comfy_runtime.model_path("stylegan", model_name)
+        return (LOADED_GENERATORS.get(path, model_name, _resolve_device(device)),)
+
+
+class SampleLatent:
+    DESCRIPTION = ("Maps random seeds to W+ latents of a generator, with the truncation trick. The batch uses "
+                   "consecutive seeds seed, seed+1, ...")
+    CATEGORY = CATEGORY
+    RETURN_TYPES = (STYLEGAN_LATENT,)
+    RETURN_NAMES = ("latent",)
+    OUTPUT_TOOLTIPS = ("W+ latents [batch, layers, w_dim] of this generator.",)
+    FUNCTION = "sample"
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {
+            "stylegan": (STYLEGAN, {"tooltip": _TOOLTIPS["stylegan"]}),
+            "seed": ("INT", {"default": 0, "min": 0, "max": latents.MAX_SEED, "control_after_generate": True,
+                             "tooltip": _TOOLTIPS["seed"]}),
+            "batch_size": ("INT", {"default": 1, "min": 1, "max": MAX_BATCH,
+                                   "tooltip": "Number of latents (consecutive seeds)."}),
+            "truncation_psi": ("FLOAT", {"default": 0.7, "min": -1.0, "max": 2.0, "step": 0.05,
+                                         "tooltip": "Truncation: 1 = no truncation (most variety), lower values pull "
+                                                    "towards the average image (cleaner, less varied), 0 = the "
+                                                    "average image."}),
+            "truncation_cutoff": ("INT", {"default": 0, "min": 0, "max": MAX_LAYERS,
+                                          "tooltip": "Truncate only the first N layers (coarse structure); "
+                                                     "0 = all layers."}),
+        }, "optional": {
+            "class_index": ("INT", {"default": 0, "min": 0, "max": 100_000,
+                                    "tooltip": "Class to generate, for class-conditional generators (e.g. "
+                                               "CIFAR-10); ignored by unconditional ones."}),
+        }}
+
+    def sample(self, stylegan: StyleGANModel, seed: int, batch_size: int, truncation_psi: float,
+               truncation_cutoff: int, class_index: int = 0):
+        G = stylegan.generator
+        c = None
+        if G.c_dim > 0:
+            if not 0 <= class_index < G.c_dim:
+                raise ValueError(f"class_index {class_index} is out of range: {stylegan.name} has {G.c_dim} "
+                                 f"classes (0..{G.c_dim - 1})")
+            c = torch.zeros(batch_size, G.c_dim)
+            c[:, class_index] = 1
+        seeds = [seed + i for i in range(batch_size)]
+        latent = latents.sample(G, seeds, truncation_psi, truncation_cutoff or None, c, name=stylegan.name)
+        return (latent,)
+
+
+class MeanLatent:
+    DESCRIPTION = ("The generator's average latent (w_avg) on every layer: its most typical image, and the usual "
+                   "starting point of optimisation.")
+    CATEGORY = CATEGORY
+    RETURN_TYPES = (STYLEGAN_LATENT,)
+    RETURN_NAMES = ("latent",)
+    OUTPUT_TOOLTIPS = ("The mean W+ latent, repeated batch_size times.",)
+    FUNCTION = "mean"
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {
+            "stylegan": (STYLEGAN, {"tooltip": _TOOLTIPS["stylegan"]}),
+            "batch_size": ("INT", {"default": 1, "min": 1, "max": MAX_BATCH, "tooltip": "Number of copies."}),
+        }}
+
+    def mean(self, stylegan: StyleGANModel, batch_size: int):
+        return (latents.mean(stylegan.generator, batch_size, name=stylegan.name),)
+
+
+class MixLatents:
+    DESCRIPTION = ("Style mixing: takes layers [layer_start, layer_end) from latent_b into latent_a (weight 1), or "
+                   "moves them part of the way (weight between 0 and 1). Early layers set pose and shape, middle "
+                   "layers features, late layers colours.")
+    CATEGORY = CATEGORY
+    RETURN_TYPES = (STYLEGAN_LATENT,)
+    RETURN_NAMES = ("latent",)
+    OUTPUT_TOOLTIPS = ("latent_a with the chosen layers mixed from latent_b.",)
+    FUNCTION = "mix"
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {
+            "latent_a": (STYLEGAN_LATENT, {"tooltip": "The base latent(s)."}),
+            "latent_b": (STYLEGAN_LATENT, {"tooltip": "The latent(s) whose layers are mixed in. Batches must match, "
+                                                      "or one side is a single latent."}),
+            "layer_start": ("INT", {"default": 0, "min": 0, "max": MAX_LAYERS,
+                                    "tooltip": "First layer taken from latent_b (0 = the coarsest)."}),
+            "layer_end": ("INT", {"default": 4, "min": 1, "max": MAX_LAYERS,
+                                  "tooltip": "Layer after the last one taken from latent_b; values past the "
+                                             "generator's layer count mean 'through the last layer'."}),
+            "weight": ("FLOAT", {"default": 1.0, "min": 0.0, "max": 1.0, "step": 0.01,
+                                 "tooltip": "1 = replace those layers by latent_b's, 0 = keep latent_a, in "
+                                            "between = interpolate."}),
+            "strict": ("BOOLEAN", {"default": True, "tooltip": _TOOLTIPS["strict"]}),
+        }}
+
+    def mix(self, latent_a: latents.Latent, latent_b: latents.Latent, layer_start: int, layer_end: int,
+            weight: float, strict: bool):
+        layer_end = min(layer_end, latent_a.generator.num_ws)
+        return (latents.mix(latent_a, latent_b, layer_start, layer_end, weight, strict=strict),)
+
+
+class Synthesize:
+    DESCRIPTION = "Renders latents with their generator into images."
+    CATEGORY = CATEGORY
+    RETURN_TYPES = ("IMAGE",)
+    RETURN_NAMES = ("image",)
+    OUTPUT_TOOLTIPS = ("The rendered images, one per latent.",)
+    FUNCTION = "synthesize"
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {
+            "stylegan": (STYLEGAN, {"tooltip": _TOOLTIPS["stylegan"]}),
+            "latent": (STYLEGAN_LATENT, {"tooltip": "Latents of this generator."}),
+            "noise_mode": (list(NOISE_MODES), {
+                "default": "const",
+                "tooltip": "Per-pixel noise (fine detail such as hair strands): const = the generator's fixed "
+                           "noise (NVIDIA's default), random = fresh noise from noise_seed, none = no noise."}),
+            "noise_seed": ("INT", {"default": 0, "min": 0, "max": latents.MAX_SEED, "control_after_generate": True,
+                                   "tooltip": "Seed of the random noise (image i uses noise_seed + i); only used "
+                                              "with noise_mode = random."}),
+            "strict": ("BOOLEAN", {"default": True, "tooltip": _TOOLTIPS["strict"]}),
+        }}
+
+    def synthesize(self, stylegan: StyleGANModel, latent: latents.Latent, noise_mode: str, noise_seed: int,
+                   strict: bool):
+        progress = comfy_runtime.Progress(latent.batch_size, "Synthesize")
+
+        def show(i: int, img: torch.Tensor) -> None:
+            progress.update(i + 1, to_pil(img))
+
+        progress.update(0)
+        images = latents.synthesize(stylegan.generator, latent, noise_mode, noise_seed, strict=strict,
+                                    name=stylegan.name, on_image=show)
+        return (to_comfy_image(images),)
+
+
+class SaveLatent:
+    DESCRIPTION = ("Saves latents to ComfyUI's output folder as .safetensors (with the generator they belong to). "
+                   "Move a file into the input folder to load it with Load Latent.")
+    CATEGORY = CATEGORY
+    RETURN_TYPES = ()
+    OUTPUT_NODE = True
+    FUNCTION = "save"
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {
+            "latent": (STYLEGAN_LATENT, {"tooltip": "The latents to save."}),
+            "filename_prefix": ("STRING", {"default": "InsetGAN/latent",
+                                           "tooltip": "File name start inside the output folder; may contain "
+                                                      "subfolders. A counter is appended: latent_00001.safetensors."}),
+        }}
+
+    def save(self, latent: latents.Latent, filename_prefix: str):
+        path, relative = comfy_runtime.save_path(filename_prefix, LATENT_EXTENSION)
+        latents.save_latent(latent, path)
+        subfolder, filename = os.path.split(relative)
+        return {"ui": {"latents": [{"filename": filename, "subfolder": subfolder, "type": "output"}]}}
+
+
+def _latent_files() -> list[str]:
+    folder = comfy_runtime.input_directory()
+    if not os.path.isdir(folder):
+        return []
+    return sorted(f for f in os.listdir(folder)
+                  if f.lower().endswith(LATENT_EXTENSION) and os.path.isfile(os.path.join(folder, f)))
+
+
+def _latent_path(name: str) -> Optional[str]:
+    folder = os.path.abspath(comfy_runtime.input_directory())
+    path = os.path.abspath(os.path.join(folder, name))
+    return path if os.path.dirname(path) == folder and os.path.isfile(path) else None
+
+
+class LoadLatent:
+    DESCRIPTION = "Loads latents saved by Save Latent from ComfyUI's input folder."
+    CATEGORY = CATEGORY
+    RETURN_TYPES = (STYLEGAN_LATENT,)
+    RETURN_NAMES = ("latent",)
+    OUTPUT_TOOLTIPS = ("The loaded latents; they still know which generator they belong to.",)
+    FUNCTION = "load"
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {
+            "latent_file": (_latent_files(), {"tooltip": "A .safetensors latent in ComfyUI's input folder."}),
+        }}
+
+    @classmethod
+    def VALIDATE_INPUTS(cls, latent_file):
+        if _latent_path(latent_file) is None:
+            return f"latent file {latent_file!r} not found in the input folder {comfy_runtime.input_directory()}"
+        return True
+
+    @classmethod
+    def IS_CHANGED(cls, latent_file):
+        path = _latent_path(latent_file)
+        return float("nan") if path is None else os.stat(path).st_mtime_ns
+
+    def load(self, latent_file: str):
+        path = _latent_path(latent_file)
+        if path is None:
+            raise FileNotFoundError(f"latent file {latent_file!r} not found in the input folder "
+                                    f"{comfy_runtime.input_directory()}")
+        return (latents.load_latent(path),)
+
+
+NODE_CLASS_MAPPINGS = {
+    "InsetGANLoadStyleGAN": LoadStyleGAN,
+    "InsetGANSampleLatent": SampleLatent,
+    "InsetGANMeanLatent": MeanLatent,
+    "InsetGANMixLatents": MixLatents,
+    "InsetGANSynthesize": Synthesize,
+    "InsetGANSaveLatent": SaveLatent,
+    "InsetGANLoadLatent": LoadLatent,
+}
+NODE_DISPLAY_NAME_MAPPINGS = {
+    "InsetGANLoadStyleGAN": "Load StyleGAN",
+    "InsetGANSampleLatent": "Sample Latent",
+    "InsetGANMeanLatent": "Mean Latent",
+    "InsetGANMixLatents": "Mix Latents",
+    "InsetGANSynthesize": "Synthesize",
+    "InsetGANSaveLatent": "Save Latent",
+    "InsetGANLoadLatent": "Load Latent",
+}

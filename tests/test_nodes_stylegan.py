@@ -1,0 +1,244 @@
+"""The StyleGAN nodes run as ComfyUI runs them (inside torch.inference_mode()), one by one and as
+the example workflow."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from insetgan_ops import save_generator
+from tests.fake_comfy import FakeComfy
+from tests.tiny_generator import tiny_generator
+from tests.workflow_runner import RunContext, run_prompt, run_workflow, to_api_prompt
+
+ROOT = Path(__file__).resolve().parents[1]
+EXAMPLE = ROOT / "example_workflows" / "stylegan_sample_and_synthesize.json"
+
+
+@pytest.fixture
+def env(pack, monkeypatch, tmp_path):
+    """Models, input and output folders in tmp_path; ComfyUI absent. Generators written for real:
+    canvas.safetensors (16x16), canvas-finetune.safetensors (same shape, other weights),
+    face.safetensors (32x32), labels.safetensors (class-conditional, 3 classes)."""
+    for name in ("folder_paths", "comfy", "comfy.utils", "comfy.model_management"):
+        monkeypatch.delitem(sys.modules, name, raising=False)
+    runtime = sys.modules[f"{pack.__name__}.nodes.comfy_runtime"]
+    models = tmp_path / "models" / "stylegan"
+    models.mkdir(parents=True)
+    for name, G in {"canvas": tiny_generator(0), "canvas-finetune": tiny_generator(1),
+                    "face": tiny_generator(2, img_resolution=32), "labels": tiny_generator(3, c_dim=3)}.items():
+        save_generator(G, models / f"{name}.safetensors")
+    monkeypatch.setenv(runtime.MODELS_DIR_ENV, str(tmp_path / "models"))
+    monkeypatch.setenv(runtime.INPUT_DIR_ENV, str(tmp_path / "input"))
+    monkeypatch.setenv(runtime.OUTPUT_DIR_ENV, str(tmp_path / "output"))
+    (tmp_path / "input").mkdir()
+    return tmp_path
+
+
+@pytest.fixture
+def N(pack):
+    return pack.NODE_CLASS_MAPPINGS
+
+
+@pytest.fixture
+def lib(pack):
+    return sys.modules[f"{pack.__name__}.insetgan_ops.latents"]
+
+
+def run(N, node_id, **inputs):
+    """Calls a node the way ComfyUI's executor does: a fresh instance, FUNCTION, inference mode."""
+    cls = N[node_id]
+    with torch.inference_mode():
+        return getattr(cls(), cls.FUNCTION)(**inputs)
+
+
+def load(N, name, device="cpu"):
+    return run(N, "InsetGANLoadStyleGAN", model_name=name, device=device)[0]
+
+
+def test_every_node_documents_itself(pack):
+    assert set(pack.NODE_DISPLAY_NAME_MAPPINGS) == set(pack.NODE_CLASS_MAPPINGS)
+    for node_id, cls in pack.NODE_CLASS_MAPPINGS.items():
+        assert node_id.startswith("InsetGAN")
+        assert cls.CATEGORY == "InsetGAN/StyleGAN" and len(cls.DESCRIPTION) > 20
+        assert len(getattr(cls, "OUTPUT_TOOLTIPS", ())) == len(cls.RETURN_TYPES)
+        types = cls.INPUT_TYPES()
+        for name, spec in [*types["required"].items(), *types.get("optional", {}).items()]:
+            assert spec[1].get("tooltip"), f"{node_id}.{name} has no tooltip"
+        assert callable(getattr(cls, cls.FUNCTION))
+    assert pack.NODE_CLASS_MAPPINGS["InsetGANSaveLatent"].OUTPUT_NODE
+
+
+def test_load_lists_caches_and_keeps_weights_trainable(env, N):
+    names = N["InsetGANLoadStyleGAN"].INPUT_TYPES()["required"]["model_name"][0]
+    assert {"canvas.safetensors", "face.safetensors", "labels.safetensors"} <= set(names)
+    model = load(N, "canvas.safetensors")
+    assert model.name == "canvas.safetensors" and model.generator.img_resolution == 16
+    assert load(N, "canvas.safetensors") is model
+    G = model.generator
+    assert not G.synthesis.b4.const.is_inference()
+    # an optimisation node clones the inference-mode latent and backpropagates through G
+    ws = run(N, "InsetGANSampleLatent", stylegan=model, seed=0, batch_size=1, truncation_psi=1.0,
+             truncation_cutoff=0)[0].ws
+    with torch.inference_mode(False), torch.enable_grad():
+        w = ws.clone().requires_grad_(True)
+        G.synthesis(w).square().mean().backward()
+    assert w.grad is not None and w.grad.abs().sum() > 0
+    path = env / "models" / "stylegan" / "canvas.safetensors"
+    stamp = N["InsetGANLoadStyleGAN"].IS_CHANGED("canvas.safetensors", "cpu")
+    os.utime(path, ns=(path.stat().st_atime_ns, path.stat().st_mtime_ns + 10**9))
+    assert N["InsetGANLoadStyleGAN"].IS_CHANGED("canvas.safetensors", "cpu") != stamp
+    assert load(N, "canvas.safetensors") is not model
+
+
+def test_load_reports_missing_and_broken_files(env, N):
+    with pytest.raises(FileNotFoundError, match="'gone.pkl' not found"):
+        load(N, "gone.pkl")
+    broken = env / "models" / "stylegan" / "broken.pkl"
+    broken.write_bytes(b"\x80\x04not really a pickle")
+    with pytest.raises(ValueError, match="broken.pkl"):
+        load(N, "broken.pkl")
+
+
+def test_sample_reproduces_nvidia_seeds(env, N, lib):
+    model = load(N, "canvas.safetensors")
+    latent, = run(N, "InsetGANSampleLatent", stylegan=model, seed=7, batch_size=3, truncation_psi=0.5,
+                  truncation_cutoff=2)
+    assert latent.ws.shape == (3, 6, 32) and latent.ws.is_inference()
+    G = model.generator
+    z = torch.from_numpy(np.concatenate([np.random.RandomState(s).randn(1, G.z_dim) for s in (7, 8, 9)])).float()
+    torch.testing.assert_close(latent.ws, G.mapping(z, None, truncation_psi=0.5, truncation_cutoff=2))
+    assert latent.generator == model.identity
+
+
+def test_sample_class_conditional(env, N):
+    model = load(N, "labels.safetensors")
+    kwargs = dict(stylegan=model, seed=1, batch_size=2, truncation_psi=1.0, truncation_cutoff=0)
+    by_class = [run(N, "InsetGANSampleLatent", **kwargs, class_index=k)[0].ws for k in (0, 2)]
+    assert not torch.allclose(*by_class)
+    with pytest.raises(ValueError, match="3 classes"):
+        run(N, "InsetGANSampleLatent", **kwargs, class_index=3)
+
+
+def test_mean_and_mix(env, N):
+    model = load(N, "canvas.safetensors")
+    mean, = run(N, "InsetGANMeanLatent", stylegan=model, batch_size=2)
+    assert torch.equal(mean.ws, model.generator.w_avg.expand(2, 6, 32))
+    sample, = run(N, "InsetGANSampleLatent", stylegan=model, seed=3, batch_size=1, truncation_psi=1.0,
+                  truncation_cutoff=0)
+    mixed, = run(N, "InsetGANMixLatents", latent_a=mean, latent_b=sample, layer_start=2, layer_end=32, weight=1.0,
+                 strict=True)
+    assert torch.equal(mixed.ws[:, :2], mean.ws[:, :2])
+    assert torch.equal(mixed.ws[:, 2:], sample.ws[:, 2:].expand(2, -1, -1))  # layer_end past the last layer
+
+
+def test_synthesize_matches_generator_and_comfy_image_format(env, N):
+    model = load(N, "canvas.safetensors")
+    latent, = run(N, "InsetGANSampleLatent", stylegan=model, seed=0, batch_size=2, truncation_psi=0.7,
+                  truncation_cutoff=0)
+    image, = run(N, "InsetGANSynthesize", stylegan=model, latent=latent, noise_mode="const", noise_seed=0, strict=True)
+    assert image.shape == (2, 16, 16, 3) and image.dtype == torch.float32 and image.device.type == "cpu"
+    assert 0 <= image.min() and image.max() <= 1
+    expected = ((model.generator.synthesis(latent.ws, noise_mode="const") + 1) / 2).clamp(0, 1).permute(0, 2, 3, 1)
+    torch.testing.assert_close(image, expected)
+    noisy = [run(N, "InsetGANSynthesize", stylegan=model, latent=latent, noise_mode="random", noise_seed=s,
+                 strict=True)[0] for s in (5, 5, 6)]
+    assert torch.equal(noisy[0], noisy[1]) and not torch.equal(noisy[0], noisy[2])
+
+
+def test_synthesize_reports_progress_with_previews(env, N, monkeypatch):
+    model = load(N, "canvas.safetensors")
+    latent, = run(N, "InsetGANMeanLatent", stylegan=model, batch_size=3)
+    fake = FakeComfy(str(env)).install(monkeypatch)
+    run(N, "InsetGANSynthesize", stylegan=model, latent=latent, noise_mode="none", noise_seed=0, strict=True)
+    updates = [c for c in fake.calls if c[0] == "update_absolute"]
+    assert [(c[1], c[2]) for c in updates] == [(0, 3), (1, 3), (2, 3), (3, 3)]
+    assert all(c[3][0] == "JPEG" and c[3][1].size == (16, 16) and c[3][2] == 512 for c in updates[1:])
+
+
+def test_incompatible_latent_is_a_clear_error(env, N):
+    canvas = load(N, "canvas.safetensors")
+    latent, = run(N, "InsetGANSampleLatent", stylegan=canvas, seed=0, batch_size=1, truncation_psi=1.0,
+                  truncation_cutoff=0)
+    face = load(N, "face.safetensors")
+    for strict in (True, False):
+        with pytest.raises(ValueError, match="made for generator 'canvas.safetensors'.*'face.safetensors'"):
+            run(N, "InsetGANSynthesize", stylegan=face, latent=latent, noise_mode="const", noise_seed=0, strict=strict)
+    finetune = load(N, "canvas-finetune.safetensors")
+    with pytest.raises(ValueError, match="fine-tuned relative of 'canvas.safetensors'"):
+        run(N, "InsetGANSynthesize", stylegan=finetune, latent=latent, noise_mode="const", noise_seed=0, strict=True)
+    image, = run(N, "InsetGANSynthesize", stylegan=finetune, latent=latent, noise_mode="const", noise_seed=0,
+                 strict=False)
+    assert image.shape == (1, 16, 16, 3)
+
+
+def test_save_and_load_latent_files(env, N):
+    model = load(N, "canvas.safetensors")
+    latent, = run(N, "InsetGANSampleLatent", stylegan=model, seed=11, batch_size=2, truncation_psi=1.0,
+                  truncation_cutoff=0)
+    assert N["InsetGANSaveLatent"].RETURN_TYPES == ()
+    first = run(N, "InsetGANSaveLatent", latent=latent, filename_prefix="InsetGAN/latent")
+    second = run(N, "InsetGANSaveLatent", latent=latent, filename_prefix="InsetGAN/latent")
+    assert first["ui"]["latents"] == [{"filename": "latent_00001.safetensors", "subfolder": "InsetGAN",
+                                       "type": "output"}]
+    assert second["ui"]["latents"][0]["filename"] == "latent_00002.safetensors"
+    shutil.copy(env / "output" / "InsetGAN" / "latent_00002.safetensors", env / "input" / "kept.safetensors")
+    (env / "input" / "photo.png").write_bytes(b"not listed")
+    loader = N["InsetGANLoadLatent"]
+    assert loader.INPUT_TYPES()["required"]["latent_file"][0] == ["kept.safetensors"]
+    assert loader.VALIDATE_INPUTS("kept.safetensors") is True
+    assert "not found" in loader.VALIDATE_INPUTS("../output/InsetGAN/latent_00001.safetensors")
+    loaded, = run(N, "InsetGANLoadLatent", latent_file="kept.safetensors")
+    assert torch.equal(loaded.ws, latent.ws) and loaded.generator == latent.generator
+    image, = run(N, "InsetGANSynthesize", stylegan=model, latent=loaded, noise_mode="const", noise_seed=0, strict=True)
+    assert image.shape == (2, 16, 16, 3)
+    with pytest.raises(ValueError, match="StyleGAN generator, not a latent"):
+        shutil.copy(env / "models" / "stylegan" / "face.safetensors", env / "input" / "oops.safetensors")
+        run(N, "InsetGANLoadLatent", latent_file="oops.safetensors")
+
+
+def test_example_workflow_end_to_end(env, N, lib):
+    ctx = RunContext(env / "input", env / "output")
+    results = run_workflow(EXAMPLE, N, ctx)
+    workflow = json.loads(EXAMPLE.read_text())
+    save_id = str(next(n["id"] for n in workflow["nodes"] if n["type"] == "SaveImage"))
+    shown, = ctx.ui[save_id]
+    assert shown.shape == (4, 16, 16, 3)
+    saved = sorted((env / "output" / "InsetGAN").glob("sample_*_.png"))
+    assert len(saved) == 4
+    model = load(N, "canvas.safetensors")
+    latent = lib.sample(model.generator, [42, 43, 44, 45], 0.7)
+    expected = ((model.generator.synthesis(latent.ws) * 127.5 + 127.5).clamp(0, 255)).permute(0, 2, 3, 1)
+    pixels = np.stack([np.asarray(Image.open(p)) for p in saved]).astype(np.float32)
+    assert np.abs(pixels - expected.numpy()).max() <= 1.0  # ComfyUI truncates to uint8
+    assert results[save_id] == ()
+
+
+def test_workflow_runner_catches_what_comfyui_rejects(env, N):
+    workflow = json.loads(EXAMPLE.read_text())
+    prompt = to_api_prompt(workflow, N)
+    sample = next(v for v in prompt.values() if v["class_type"] == "InsetGANSampleLatent")
+    assert sample["inputs"]["seed"] == 42 and sample["inputs"]["batch_size"] == 4  # "fixed" skipped
+    node = next(n for n in workflow["nodes"] if n["type"] == "InsetGANSampleLatent")
+    node["widgets_values"] = node["widgets_values"][:-1]
+    with pytest.raises(ValueError, match="5 widget values, expected 6"):
+        to_api_prompt(workflow, N)
+    workflow = json.loads(EXAMPLE.read_text())
+    workflow["links"][-1][-1] = "MASK"
+    with pytest.raises(ValueError, match="link 4"):
+        to_api_prompt(workflow, N)
+    workflow = json.loads(EXAMPLE.read_text())
+    next(n for n in workflow["nodes"] if n["type"] == "InsetGANSynthesize")["widgets_values"][0] = "noisy"
+    with pytest.raises(ValueError, match="'noisy' is not one of"):
+        to_api_prompt(workflow, N)
+    prompt = {"1": {"class_type": "InsetGANLoadLatent", "inputs": {"latent_file": "absent.safetensors"}}}
+    with pytest.raises(ValueError, match="failed validation"):
+        run_prompt(prompt, N, RunContext(env / "input", env / "output"))
