@@ -39,8 +39,8 @@ import torch.nn.functional as F
 
 from .segmentation import LabelSet
 
-__all__ = ["DEFAULT_FILL_LABELS", "labels_from_masks", "to_label_map", "compose_target", "fill_holes", "dilate",
-           "erode"]
+__all__ = ["DEFAULT_FILL_LABELS", "labels_from_masks", "to_label_map", "label_owners", "compose_target", "fill_holes",
+           "dilate", "erode"]
 
 DEFAULT_FILL_LABELS = ("background", "skin", "neck", "cloth")
 
@@ -115,6 +115,20 @@ def _single_map(source: LabelSource, label_set: LabelSet, size: Optional[tuple[i
     return labels
 
 
+def label_owners(label_set: LabelSet, mapping: Mapping[str, int], default_source: int,
+                 num_sources: int) -> torch.Tensor:
+    """Which source each label comes from: ``owners [len(label_set)]`` long, ``mapping`` entries or
+    ``default_source``. Raises ``ValueError``/``KeyError`` for source indices out of range or unknown labels."""
+    for name, index in [("default_source", default_source)] + [(f"mapping[{n!r}]", i) for n, i in mapping.items()]:
+        if not 0 <= index < num_sources:
+            raise ValueError(f"{name} = {index} but only {num_sources} label maps were given (indices 0.."
+                             f"{num_sources - 1})")
+    owners = torch.full([len(label_set)], default_source, dtype=torch.long)
+    for name, index in mapping.items():
+        owners[label_set.index(name)] = index
+    return owners
+
+
 def compose_target(sources: Sequence[LabelSource], label_set: LabelSet, mapping: Optional[Mapping[str, int]] = None,
                    default_source: int = 0, override: Optional[Mapping[str, torch.Tensor]] = None,
                    fill_labels: Sequence[str] = DEFAULT_FILL_LABELS) -> torch.Tensor:
@@ -129,14 +143,7 @@ def compose_target(sources: Sequence[LabelSource], label_set: LabelSet, mapping:
     if not sources:
         raise ValueError("compose_target needs at least one label map")
     mapping = {"hair": 1} if mapping is None else dict(mapping)
-    for name, index in [("default_source", default_source)] + [(f"mapping[{n!r}]", i) for n, i in mapping.items()]:
-        if not 0 <= index < len(sources):
-            raise ValueError(f"{name} = {index} but only {len(sources)} label maps were given (indices 0.."
-                             f"{len(sources) - 1})")
-    owner = torch.full([len(label_set)], default_source, dtype=torch.long)
-    for name, index in mapping.items():
-        owner[label_set.index(name)] = index
-
+    owner = label_owners(label_set, mapping, default_source, len(sources))
     base = _single_map(sources[default_source], label_set, None, f"label map {default_source}")
     size = tuple(base.shape)
     maps = [base if i == default_source else _single_map(s, label_set, size, f"label map {i}")
