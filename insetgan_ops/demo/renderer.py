@@ -537,7 +537,7 @@ def draw_bodies(a: FigureAttributes) -> dict[str, torch.Tensor]:
     neck = _box(neck_band.x, neck_band.y, L["cx"], L["head_cy"] + 0.1 * height, 0.028 * height, 0.06 * height, 1.0)
     neck_band.paint(neck, a.skin * 0.88, soft=soft, rim=0.2)
     _paint_torso_and_arms(c.rows(L["shoulder_y"] - 1, L["hip_y"] + 0.25 * height), a, L, soft)
-    _paint_head(head, f, a, f.size, 1.6, detail=False)
+    _paint_head(head, f, a, f.size, 2.0, detail=False)
     face_box = torch.cat([f.x0, f.y0, f.x0 + f.size, f.y0 + f.size], dim=2).flatten(1)
     return {"image": c.image.mul_(2).sub_(1).clamp_(-1, 1), "face_box": face_box, "shoe_box": _shoe_box(L)}
 
