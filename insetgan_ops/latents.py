@@ -25,7 +25,8 @@ from typing import Callable, Optional, Sequence
 import numpy as np
 import torch
 from safetensors import SafetensorError
-from safetensors.torch import safe_open, save_file
+from safetensors.torch import safe_open
+from safetensors.torch import save as safetensors_bytes
 
 from .checkpoints import CheckpointError
 from .generator import NOISE_MODES, Generator, NoiseMode
@@ -226,12 +227,14 @@ def save_latent(latent: Latent, path: "str | os.PathLike") -> None:
     g = latent.generator
     metadata = {"format": FORMAT_TAG, "version": FORMAT_VERSION, "generator_name": g.name,
                 "generator_fingerprint": g.fingerprint, "num_ws": str(g.num_ws), "w_dim": str(g.w_dim)}
+    data = safetensors_bytes({"ws": latent.ws.detach().to("cpu", torch.float32).contiguous()}, metadata=metadata)
     tmp = path + ".partial"
     try:
-        save_file({"ws": latent.ws.detach().to("cpu", torch.float32).contiguous()}, tmp, metadata=metadata)
+        with open(tmp, "wb") as f:  # plain open(): the file gets the user's usual permissions
+            f.write(data)
         os.replace(tmp, path)
-    except (OSError, SafetensorError) as e:
-        raise LatentFileError(path, f"cannot write the latent ({e}); check that the folder exists "
+    except OSError as e:
+        raise LatentFileError(path, f"cannot write the latent ({e.strerror}); check that the folder exists "
                                     "and is writable") from e
     finally:
         if os.path.exists(tmp):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 import torch
@@ -154,6 +156,9 @@ def test_save_load_roundtrip(G, tmp_path):
     loaded = load_latent(path)
     assert torch.equal(loaded.ws, latent.ws) and loaded.generator == latent.generator
     assert not list(tmp_path.glob("*.partial"))
+    umask = os.umask(0)
+    os.umask(umask)
+    assert path.stat().st_mode & 0o777 == 0o666 & ~umask  # like any file the user saves, not private
     loaded.check_generator(GeneratorIdentity.of(G, "another name, same weights"))
 
 
