@@ -38,9 +38,17 @@ def hints_from_nvidia_kwargs(kwargs: Mapping[str, Any]) -> dict[str, Any]:
     return hints
 
 
+def is_stylegan3(sd: Mapping[str, Any]) -> bool:
+    """StyleGAN3 (alias-free) generators have Fourier-feature inputs and layers named ``L{i}_{size}_{channels}``."""
+    return any(k.startswith("synthesis.input.") or re.match(r"synthesis\.L\d+_\d+_\d+\.", k) for k in sd)
+
+
 def config_from_state_dict(path: "str | os.PathLike", sd: Mapping[str, torch.Tensor],
                            hints: Mapping[str, Any]) -> GeneratorConfig:
     """Reads the architecture off the tensor shapes; raises :class:`CheckpointError` if they don't add up."""
+    if is_stylegan3(sd):
+        raise CheckpointError(path, "this is a StyleGAN3 (alias-free) generator, which is not supported yet; "
+                                    "use a StyleGAN2 checkpoint")
     hints = dict(hints)
     if any(k in hints for k in ("mapping_kwargs", "synthesis_kwargs")):
         hints = {**hints_from_nvidia_kwargs(hints), **{k: v for k, v in hints.items() if k in _HINT_KEYS}}

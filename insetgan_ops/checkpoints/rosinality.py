@@ -1,0 +1,141 @@
+"""rosinality/stylegan2-pytorch ``.pt`` generators (used by Barbershop and StyleGAN-Human), renamed
+into NVIDIA's layout.
+
+The file is a ``torch.save`` dict with ``g_ema`` (the generator's state dict) and usually
+``latent_avg``; it is read with ``torch.load(weights_only=True)``, so nothing in it can run.
+
+=============================  ==========================================  ========================
+rosinality                     NVIDIA                                      transform
+=============================  ==========================================  ========================
+``style.{i+1}.*``              ``mapping.fc{i}.*``
+``input.input [1,C,4,w]``      ``synthesis.b4.const [C,4,w]``              drop batch axis
+``conv1.*``, ``to_rgb1.*``     ``synthesis.b4.conv1.*``, ``b4.torgb.*``
+``convs.{2i}`` / ``{2i+1}``    ``synthesis.b{2^(i+3)}.conv0`` / ``conv1``
+``to_rgbs.{i}``                ``synthesis.b{2^(i+3)}.torgb``
+``*.conv.weight [1,O,I,k,k]``  ``*.weight [O,I,k,k]``                      drop batch axis
+``*.conv.modulation.*``        ``*.affine.*``
+``*.noise.weight [1]``         ``*.noise_strength []``
+``*.activate.bias``            ``*.bias``
+``to_rgb*.bias [1,3,1,1]``     ``*.torgb.bias [3]``
+``noises.noise_{k}``           ``b4.conv1`` (k=0), ``b{r}.conv0`` (k=2log2(r)-5), ``conv1`` (k+1)
+``latent_avg``                 ``mapping.w_avg``
+=============================  ==========================================  ========================
+
+rosinality scales weights by ``1/sqrt(fan_in)`` inside its modulated convolution, before the
+demodulation epsilon, where NVIDIA does not: outputs agree to about 1e-5 relative, not bit for bit.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import pickle
+import re
+from typing import Any, Mapping, Optional
+
+import torch
+
+from .common import Checkpoint, CheckpointError
+from .shapes import build_generator, config_from_state_dict
+
+W_AVG_SAMPLES = 10_000  # z samples averaged for w_avg when a file has no latent_avg
+
+
+def _layer_name(module: str, index: Optional[int]) -> str:
+    """rosinality layer -> NVIDIA prefix: conv1 -> synthesis.b4.conv1, convs.3 -> synthesis.b16.conv1 ..."""
+    if module == "conv1":
+        return "synthesis.b4.conv1"
+    if module == "to_rgb1":
+        return "synthesis.b4.torgb"
+    if module == "convs":
+        return f"synthesis.b{2 ** (index // 2 + 3)}.conv{index % 2}"
+    return f"synthesis.b{2 ** (index + 3)}.torgb"  # to_rgbs
+
+
+def _noise_layer(k: int) -> str:
+    if k == 0:
+        return "synthesis.b4.conv1"
+    log2 = (k + 5) // 2
+    return f"synthesis.b{2 ** log2}.conv{0 if k == 2 * log2 - 5 else 1}"
+
+
+_LAYER_KEY = re.compile(r"(conv1|to_rgb1|convs|to_rgbs)\.(?:(\d+)\.)?(.+)")
+_LAYER_PARAMS = {"conv.weight": ("weight", lambda t: t.squeeze(0)),
+                 "conv.modulation.weight": ("affine.weight", None),
+                 "conv.modulation.bias": ("affine.bias", None),
+                 "noise.weight": ("noise_strength", lambda t: t.reshape([])),
+                 "activate.bias": ("bias", None),
+                 "bias": ("bias", lambda t: t.reshape(-1))}
+
+
+def nvidia_state_dict(path: "str | os.PathLike", g_ema: Mapping[str, Any]) -> dict[str, torch.Tensor]:
+    """rosinality generator state dict -> NVIDIA names and shapes (resampling kernels dropped)."""
+    out: dict[str, torch.Tensor] = {}
+    unknown = []
+    for key, value in g_ema.items():
+        if not isinstance(value, torch.Tensor):
+            raise CheckpointError(path, f"g_ema[{key!r}] is a {type(value).__name__}, not a tensor")
+        if key.endswith(".kernel"):  # blur / up-sampling FIR kernels, fixed [1,3,3,1]
+            continue
+        if m := re.fullmatch(r"style\.(\d+)\.(weight|bias)", key):
+            out[f"mapping.fc{int(m.group(1)) - 1}.{m.group(2)}"] = value
+        elif key == "input.input":
+            out["synthesis.b4.const"] = value.squeeze(0)
+        elif m := re.fullmatch(r"noises\.noise_(\d+)", key):
+            out[f"{_noise_layer(int(m.group(1)))}.noise_const"] = value[0, 0]
+        elif (m := _LAYER_KEY.fullmatch(key)) and m.group(3) in _LAYER_PARAMS \
+                and (m.group(2) is None) == (m.group(1) in ("conv1", "to_rgb1")):
+            name, transform = _LAYER_PARAMS[m.group(3)]
+            index = None if m.group(2) is None else int(m.group(2))
+            out[f"{_layer_name(m.group(1), index)}.{name}"] = transform(value) if transform else value
+        else:
+            unknown.append(key)
+    if unknown:
+        raise CheckpointError(path, f"not a rosinality StyleGAN2 generator: unexpected tensors {unknown[:5]}"
+                                    f"{' ...' if len(unknown) > 5 else ''}")
+    return out
+
+
+def _estimated_w_avg(path, config, state_dict) -> torch.Tensor:
+    """Mean of mapping(z) over :data:`W_AVG_SAMPLES` fixed-seed z, for files saved without latent_avg."""
+    G = build_generator(path, config, {**state_dict, "mapping.w_avg": torch.zeros([config.w_dim])})
+    z = torch.randn([W_AVG_SAMPLES, config.z_dim], generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        return torch.cat([G.mapping(chunk)[:, 0] for chunk in z.split(1000)]).mean(dim=0)
+
+
+def read_checkpoint(path: "str | os.PathLike") -> Checkpoint:
+    """Reads a rosinality ``.pt`` (``g_ema`` + ``latent_avg``; also a bare generator state dict)."""
+    try:
+        with torch.serialization.safe_globals([argparse.Namespace]):  # training runs store their args
+            data = torch.load(os.fspath(path), map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as e:
+        first_line = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise CheckpointError(path, f"refusing to load: the file holds objects other than tensors ({first_line}); "
+                                    "a generator file never needs them (it may be malicious or of an unknown "
+                                    "format)") from e
+    except (RuntimeError, EOFError, OSError, ValueError) as e:
+        raise CheckpointError(path, f"corrupt or truncated .pt file ({type(e).__name__}: {e}); "
+                                    "download it again") from e
+    if not isinstance(data, dict):
+        raise CheckpointError(path, f"the file holds a {type(data).__name__}, not a dict with 'g_ema'")
+    if "g_ema" in data or "g" in data:
+        g_ema = data.get("g_ema", data.get("g"))
+    elif "style.1.weight" in data:
+        g_ema = data
+    else:
+        raise CheckpointError(path, f"no generator in the file (keys {sorted(map(str, data))[:8]}); expected "
+                                    "rosinality's dict with 'g_ema' and 'latent_avg'")
+    if not isinstance(g_ema, dict):
+        raise CheckpointError(path, "'g_ema' is not a state dict")
+    state_dict = nvidia_state_dict(path, g_ema)
+    lr_mlp = getattr(data.get("args"), "lr_mlp", 0.01)
+    config = config_from_state_dict(path, state_dict, {"mapping_lr_multiplier": lr_mlp})
+    latent_avg = data.get("latent_avg")
+    if isinstance(latent_avg, torch.Tensor):
+        if latent_avg.numel() != config.w_dim:
+            raise CheckpointError(path, f"latent_avg has {latent_avg.numel()} values, expected w_dim={config.w_dim}")
+        state_dict["mapping.w_avg"] = latent_avg.reshape(-1).float()
+    else:
+        state_dict["mapping.w_avg"] = _estimated_w_avg(path, config, state_dict)
+    return Checkpoint("rosinality .pt", config, state_dict, os.fspath(path))

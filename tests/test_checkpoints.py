@@ -1,0 +1,352 @@
+"""Every checkpoint format loads to the generator it was written from; hostile or broken files raise
+:class:`CheckpointError` and run nothing.
+
+Files are written in the real formats by :mod:`checkpoint_writers`. ``tests/data/checkpoints/``
+holds a TF-era pickle and the outputs NVIDIA's own converter (stylegan2-ada-pytorch's
+``legacy.py``) produced from it (see the README there).
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import pickle
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from tests.checkpoint_writers import (PersistentRecord, nvidia_snapshot, persistent_record, write_nvidia_pickle,
+                                write_pickle, write_rosinality_pt, write_stylegan3_pickle, write_tf_pickle)
+from insetgan_ops import cli
+from insetgan_ops.checkpoints import CheckpointError, load_generator, read_checkpoint, save_generator
+from insetgan_ops.generator import Generator, GeneratorConfig
+
+ROOT = Path(__file__).resolve().parents[1]
+DATA = Path(__file__).parent / "data" / "checkpoints"
+WRITERS = {"nvidia": write_nvidia_pickle, "tf": write_tf_pickle, "rosinality": write_rosinality_pt}
+SUFFIX = {"nvidia": ".pkl", "tf": ".pkl", "rosinality": ".pt"}
+# rosinality scales by 1/sqrt(fan_in) before its demodulation epsilon; the others are the same numbers.
+TOLERANCE = {"nvidia": 1e-5, "tf": 1e-5, "rosinality": 1e-4}
+
+
+def make_generator(seed: int = 0, *, init_shape=(4, 4), c_dim: int = 0, conv_clamp=None,
+                   num_fp16_res: int = 0) -> Generator:
+    """A 32-pixel-high generator whose every path matters (biases, noise, w_avg all non-zero)."""
+    config = GeneratorConfig(z_dim=16, c_dim=c_dim, w_dim=16, img_resolution=32, init_shape=init_shape,
+                             channel_base=256, channel_max=16, mapping_layers=2, conv_clamp=conv_clamp,
+                             num_fp16_res=num_fp16_res)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        G = Generator(config)
+        with torch.no_grad():
+            for name, p in G.named_parameters():
+                if name.endswith("noise_strength"):
+                    p.normal_(0, 0.5)
+                elif name.endswith("bias"):
+                    p.add_(torch.randn_like(p) * 0.3)
+            G.mapping.w_avg.normal_(0, 0.5)
+    return G.eval().requires_grad_(False)
+
+
+def images(G: Generator, seed: int = 1) -> torch.Tensor:
+    """[3, 3, H, W] images with truncation, constant noise and (if conditional) one-hot labels."""
+    z = torch.randn([3, G.z_dim], generator=torch.Generator().manual_seed(seed))
+    c = torch.eye(G.c_dim)[:3] if G.c_dim else None
+    return G(z, c, truncation_psi=0.7, truncation_cutoff=3, noise_mode="const")
+
+
+def assert_same_architecture(loaded: GeneratorConfig, source: GeneratorConfig) -> None:
+    fields = ("z_dim", "c_dim", "w_dim", "img_resolution", "img_channels", "init_shape", "mapping_layers",
+              "channels", "num_ws")
+    assert {f: getattr(loaded, f) for f in fields} == {f: getattr(source, f) for f in fields}
+
+
+def state_of(record: PersistentRecord, dotted: str) -> dict:
+    """The stored ``__dict__`` of a submodule of a written network (``"synthesis.b8.conv1"``)."""
+    for name in dotted.split("."):
+        record = record.meta["state"]["_modules"][name]
+    return record.meta["state"]
+
+
+# ---------------------------------------------------------------------------------------------- round trips
+
+@pytest.mark.parametrize("fmt", ["nvidia", "tf", "rosinality"])
+@pytest.mark.parametrize("case", ["square", "portrait", "conditional"])
+def test_each_format_loads_to_the_generator_it_was_written_from(tmp_path, fmt, case):
+    if fmt == "rosinality" and case == "conditional":
+        pytest.skip("rosinality's generator has no class conditioning")
+    G = make_generator(init_shape=(4, 2) if case == "portrait" else (4, 4), c_dim=4 if case == "conditional" else 0)
+    path = tmp_path / f"g{SUFFIX[fmt]}"
+    WRITERS[fmt](G, path)
+    modules_before = set(sys.modules)
+
+    loaded = load_generator(path)
+
+    assert not {m for m in set(sys.modules) - modules_before if m.split(".")[0] in ("torch_utils", "dnnlib")}
+    assert_same_architecture(loaded.config, G.config)
+    assert (loaded.img_height, loaded.img_width) == ((32, 16) if case == "portrait" else (32, 32))
+    assert torch.equal(loaded.w_avg, G.w_avg)
+    assert (images(loaded) - images(G)).abs().max().item() <= TOLERANCE[fmt]
+
+
+@pytest.mark.parametrize("protocol", [2, pickle.DEFAULT_PROTOCOL])
+def test_nvidia_pickle_keeps_configuration_stored_in_module_state(tmp_path, protocol):
+    G = make_generator(conv_clamp=256, num_fp16_res=2)
+    path = tmp_path / "g.pkl"
+    write_pickle(nvidia_snapshot(G), path, protocol=protocol)
+
+    ckpt = read_checkpoint(path)
+
+    assert ckpt.format == "NVIDIA PyTorch pickle (G_ema)"
+    assert (ckpt.config.conv_clamp, ckpt.config.num_fp16_res, ckpt.config.mapping_lr_multiplier) == (256, 2, 0.01)
+    assert ckpt.config.fp16_resolution == G.config.fp16_resolution
+    assert not any(k.endswith("resample_filter") for k in load_generator(path).state_dict())
+
+
+def test_nvidia_pickle_gives_g_ema_not_the_training_generator(tmp_path):
+    G, G_ema = make_generator(seed=1), make_generator(seed=2)
+    path = tmp_path / "snapshot.pkl"
+    write_nvidia_pickle(G, path, G_ema=persistent_record(G_ema, G_ema.config))
+
+    assert torch.equal(images(load_generator(path)), images(G_ema))
+
+
+def test_tf_conversion_matches_nvidias_own_converter():
+    expected = load_file(str(DATA / "tf_generator.expected.safetensors"))
+    G = load_generator(DATA / "tf_generator.pkl")
+
+    ws = G.mapping(expected["z"], expected["c"], truncation_psi=0.7)
+    assert (ws - expected["ws"]).abs().max().item() <= 1e-5
+    assert (G.synthesis(ws, noise_mode="const") - expected["img"]).abs().max().item() <= 1e-5
+
+
+def test_rosinality_file_without_latent_avg_gets_the_mapping_mean(tmp_path):
+    G = make_generator()
+    path = tmp_path / "train_checkpoint.pt"
+    write_rosinality_pt(G, path, with_latent_avg=False)
+
+    w_avg = read_checkpoint(path).state_dict["mapping.w_avg"]
+
+    with torch.no_grad():
+        sampled = G.mapping(torch.randn([20_000, G.z_dim], generator=torch.Generator().manual_seed(5)))[:, 0]
+    assert (w_avg - sampled.mean(0)).abs().max().item() < 0.05 * sampled.std(0).max().item()
+
+
+def test_stylegan3_pickle_gets_a_clear_not_supported_error(tmp_path):
+    path = tmp_path / "stylegan3-t-ffhq-1024x1024.pkl"
+    write_stylegan3_pickle(path)
+
+    with pytest.raises(CheckpointError, match="StyleGAN3 \\(alias-free\\).*not supported yet; use a StyleGAN2"):
+        read_checkpoint(path)
+
+
+# ------------------------------------------------------------------------------------- hostile and broken files
+
+class MkdirPayload:
+    """Unpickling this calls ``os.mkdir(path)``: the directory appearing proves code ran."""
+
+    def __init__(self, path: Path):
+        self.path = str(path)
+
+    def __reduce__(self):
+        return os.mkdir, (self.path,)
+
+
+class TensorFromStorageBytes:
+    """Pickles like a tensor whose storage is ``torch.storage._load_from_bytes(data)``."""
+
+    def __init__(self, data: bytes):
+        self.data = data
+
+    def __reduce__(self):
+        import collections
+        storage = _StorageBytes(self.data)
+        return torch._utils._rebuild_tensor_v2, (storage, 0, (1,), (1,), False, collections.OrderedDict())
+
+
+class _StorageBytes:
+    def __init__(self, data: bytes):
+        self.data = data
+
+    def __reduce__(self):
+        return torch.storage._load_from_bytes, (self.data,)
+
+
+def legacy_torch_file(obj) -> bytes:
+    """``obj`` in torch's legacy (pre-zip) serialisation: magic, protocol, system info, then the object."""
+    buf = io.BytesIO()
+    for part in (0x1950A86A20F9469CFC6C, 1001,
+                 dict(protocol_version=1001, little_endian=True, type_sizes=dict(short=2, int=4, long=4)), obj):
+        pickle.dump(part, buf, protocol=2)
+    return buf.getvalue()
+
+
+def test_payload_in_a_pickle_global_is_refused_before_it_runs(tmp_path):
+    sentinel = tmp_path / "payload-ran"
+    path = tmp_path / "network-snapshot.pkl"
+    write_pickle(nvidia_snapshot(make_generator(), training_set_kwargs=MkdirPayload(sentinel)), path)
+
+    with pytest.raises(CheckpointError, match=r"refusing to load: the pickle references \w+\.mkdir"):
+        read_checkpoint(path)
+    assert not sentinel.exists()
+
+    with pytest.raises(Exception), open(path, "rb") as f:  # control: a plain unpickler runs it
+        pickle.load(f)
+    assert sentinel.exists()
+
+
+def test_payload_in_embedded_module_source_is_never_run(tmp_path):
+    sentinel = tmp_path / "payload-ran"
+    G = make_generator()
+    path = tmp_path / "g.pkl"
+    write_nvidia_pickle(G, path, module_src=f"import os\nos.mkdir({str(sentinel)!r})\n")
+
+    assert torch.equal(images(load_generator(path)), images(G))
+    assert not sentinel.exists()
+
+
+def test_payload_in_tf_build_module_source_is_never_run(tmp_path):
+    sentinel = tmp_path / "payload-ran"
+    G = make_generator()
+    path = tmp_path / "g.pkl"
+    write_tf_pickle(G, path, build_module_src=f"import os\nos.mkdir({str(sentinel)!r})\n")
+
+    assert (images(load_generator(path)) - images(G)).abs().max().item() <= 1e-5
+    assert not sentinel.exists()
+
+
+def test_payload_in_tensor_storage_bytes_is_refused(tmp_path):
+    sentinel = tmp_path / "payload-ran"
+    storage_bytes = legacy_torch_file(MkdirPayload(sentinel))
+    snapshot = nvidia_snapshot(make_generator())
+    state_of(snapshot["G_ema"], "mapping")["_buffers"]["w_avg"] = TensorFromStorageBytes(storage_bytes)
+    path = tmp_path / "g.pkl"
+    write_pickle(snapshot, path)
+
+    with pytest.raises(CheckpointError, match="refused tensor storage bytes"):
+        read_checkpoint(path)
+    assert not sentinel.exists()
+
+    with pytest.raises(Exception):  # control: NVIDIA's _load_from_bytes (weights_only=False) runs it
+        torch.load(io.BytesIO(storage_bytes), weights_only=False)
+    assert sentinel.exists()
+
+
+def test_payload_in_a_rosinality_file_is_refused(tmp_path):
+    sentinel = tmp_path / "payload-ran"
+    G = make_generator()
+    path = tmp_path / "g.pt"
+    write_rosinality_pt(G, path)
+    data = torch.load(path, weights_only=True)
+    data["latent_avg"] = MkdirPayload(sentinel)
+    torch.save(data, path)
+
+    with pytest.raises(CheckpointError, match="refusing to load: the file holds objects other than tensors"):
+        read_checkpoint(path)
+    assert not sentinel.exists()
+
+    torch.load(path, weights_only=False)  # control: an unrestricted load runs it
+    assert sentinel.exists()
+
+
+def test_persistent_ids_are_refused(tmp_path):
+    path = tmp_path / "g.pkl"
+    path.write_bytes(b"\x80\x02Pstorage-0\n.")
+
+    with pytest.raises(CheckpointError, match="persistent ids"):
+        read_checkpoint(path)
+
+
+@pytest.mark.parametrize("fmt", ["nvidia", "tf", "rosinality", "safetensors"])
+def test_truncated_files_raise_checkpoint_error(tmp_path, fmt):
+    G = make_generator()
+    path = tmp_path / f"g{SUFFIX.get(fmt, '.safetensors')}"
+    if fmt == "safetensors":
+        save_generator(G, path)
+    else:
+        WRITERS[fmt](G, path)
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+
+    with pytest.raises(CheckpointError, match="truncated|corrupt") as err:
+        read_checkpoint(path)
+    assert str(path) in str(err.value)
+
+
+def test_wrong_tensor_shapes_are_named(tmp_path):
+    snapshot = nvidia_snapshot(make_generator())
+    state_of(snapshot["G_ema"], "synthesis.b8.conv1")["_parameters"]["weight"] = torch.zeros([16, 15, 3, 3])
+    path = tmp_path / "g.pkl"
+    write_pickle(snapshot, path)
+
+    with pytest.raises(CheckpointError, match=r"wrong shapes.*synthesis\.b8\.conv1\.weight: file \[16, 15, 3, 3\]"):
+        load_generator(path)
+
+
+def test_corrupt_safetensors_header_raises_checkpoint_error(tmp_path):
+    path = tmp_path / "g.safetensors"
+    save_generator(make_generator(), path)
+    data = bytearray(path.read_bytes())
+    data[9:40] = b"#" * 31  # the JSON header, after its 8-byte length and opening brace
+    path.write_bytes(bytes(data))
+
+    with pytest.raises(CheckpointError, match="corrupt or truncated .safetensors"):
+        read_checkpoint(path)
+
+
+def test_a_pickle_of_something_else_is_named(tmp_path):
+    path = tmp_path / "list.pkl"
+    path.write_bytes(pickle.dumps([1, 2, 3]))
+
+    with pytest.raises(CheckpointError, match="holds a list, not NVIDIA's dict"):
+        read_checkpoint(path)
+
+
+# ------------------------------------------------------------------------------------------------ command line
+
+def run_cli(*args: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    return subprocess.run([sys.executable, "-m", "insetgan_ops", *args], cwd=ROOT, env=env, capture_output=True,
+                          text=True, timeout=120)
+
+
+def test_cli_convert_in_a_subprocess_then_info(tmp_path, capsys):
+    G = make_generator(init_shape=(4, 2), conv_clamp=256, num_fp16_res=2)
+    source, converted = tmp_path / "human.pkl", tmp_path / "human.safetensors"
+    write_nvidia_pickle(G, source)
+
+    convert = run_cli("convert", str(source), str(converted))
+    assert convert.returncode == 0, convert.stderr
+    assert f"wrote {converted}: 32x16 generator" in convert.stdout
+    assert torch.equal(images(load_generator(converted)), images(G))
+
+    for path, fmt in ((source, "NVIDIA PyTorch pickle (G_ema)"), (converted, "safetensors")):
+        assert cli.main(["info", str(path)]) == 0
+        out = capsys.readouterr().out
+        for line in (f"format:         {fmt}", "resolution:     32x16 (height x width)",
+                     "aspect:         1:2 (width:height)", "num_ws:         8", "w_dim:          16",
+                     "mapping layers: 2", "fp16 blocks:    16, 32", "conv_clamp:     256"):
+            assert line in out
+
+
+def test_cli_in_process_reports_errors_without_a_traceback(tmp_path, capsys):
+    sentinel = tmp_path / "payload-ran"
+    hostile = tmp_path / "hostile.pkl"
+    write_pickle(nvidia_snapshot(make_generator(), training_set_kwargs=MkdirPayload(sentinel)), hostile)
+
+    assert cli.main(["info", str(hostile)]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: {hostile}: refusing to load") and "Traceback" not in err
+    assert not sentinel.exists()
+
+    good = tmp_path / "g.pt"
+    write_rosinality_pt(make_generator(), good)
+    assert cli.main(["convert", str(good), str(tmp_path / "g.bin")]) == 1
+    assert "must be a .safetensors file" in capsys.readouterr().err
+    assert cli.main(["convert", str(good), str(tmp_path / "g.safetensors")]) == 0
+    assert cli.main(["convert", str(good), str(tmp_path / "g.safetensors")]) == 1
+    assert "pass --force" in capsys.readouterr().err
+    assert cli.main(["convert", str(good), str(tmp_path / "g.safetensors"), "--force"]) == 0
