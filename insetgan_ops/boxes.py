@@ -85,6 +85,12 @@ def expand(boxes: torch.Tensor, factor: Union[float, Sequence[float]]) -> torch.
     return boxes_from_center_size(box_centers(boxes), box_sizes(boxes) * scale)
 
 
+def pad(boxes: torch.Tensor, pixels: float) -> torch.Tensor:
+    """Moves every edge outwards by ``pixels`` (inwards when negative)."""
+    boxes = as_boxes(boxes)
+    return as_boxes(boxes + boxes.new_tensor([-pixels, -pixels, pixels, pixels]), name="padded boxes")
+
+
 def with_aspect(boxes: torch.Tensor, aspect: float) -> torch.Tensor:
     """Grows each box about its centre along one axis until ``width / height == aspect``.
 

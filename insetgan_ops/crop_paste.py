@@ -16,16 +16,12 @@ Outside the image, samples repeat the edge pixels.
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from typing import Optional, Sequence
 
 import torch
 import torch.nn.functional as F
 
 from .boxes import as_boxes, box_sizes
-
-# A feather below this is treated as a hard edge (keeps the ramp formula free of division by 0).
-_MIN_FEATHER = 1e-6
-
 
 def _check_images(images: torch.Tensor, name: str) -> None:
     if not isinstance(images, torch.Tensor) or images.ndim != 4:
@@ -119,13 +115,15 @@ def _ramp_integral(t: torch.Tensor, feather: torch.Tensor) -> torch.Tensor:
                        torch.where(t < feather, t * t / (2 * feather), t - feather / 2))
 
 
-def _axis_coverage(low: torch.Tensor, high: torch.Tensor, feather: torch.Tensor, count: int) -> torch.Tensor:
+def _axis_coverage(low: torch.Tensor, high: torch.Tensor, feather: Optional[torch.Tensor], count: int) -> torch.Tensor:
     """Mean of the feathered box profile over each pixel ``[i, i+1)`` of one axis: ``[B, count]``.
 
-    The profile is 0 outside ``[low, high)``, rises linearly over ``feather`` pixels inside each
-    edge and is 1 in between; with ``feather -> 0`` the value is the pixel's area coverage.
+    The profile is 0 outside ``[low, high)``, rises linearly over ``feather`` pixels (> 0) inside
+    each edge and is 1 in between; ``feather=None`` gives the pixel's area coverage (a hard edge).
     """
     i = torch.arange(count, device=low.device, dtype=low.dtype)
+    if feather is None:
+        return (torch.minimum(i + 1, high) - torch.maximum(i, low)).clamp(0, 1)
     rise = _ramp_integral(i + 1 - low, feather) - _ramp_integral(i - low, feather)
     fall = _ramp_integral(high - i, feather) - _ramp_integral(high - i - 1, feather)
     # Where one ramp is flat 1 over the whole pixel the value is the other ramp's mean; choosing it
@@ -147,10 +145,14 @@ def box_mask(boxes: torch.Tensor, height: int, width: int, feather: float = 0.0)
     if feather < 0:
         raise ValueError(f"feather must be >= 0 pixels, got {feather}")
     boxes = as_boxes(boxes)
-    sizes = box_sizes(boxes)
-    feather_t = torch.minimum(sizes * 0.5, torch.full_like(sizes, float(feather))).clamp_min(_MIN_FEATHER)
-    cov_x = _axis_coverage(boxes[:, 0:1], boxes[:, 2:3], feather_t[:, 0:1], width)  # [B, W]
-    cov_y = _axis_coverage(boxes[:, 1:2], boxes[:, 3:4], feather_t[:, 1:2], height)  # [B, H]
+    if feather > 0:
+        sizes = box_sizes(boxes)
+        ramp = torch.minimum(sizes * 0.5, torch.full_like(sizes, float(feather)))
+        ramp_x, ramp_y = ramp[:, 0:1], ramp[:, 1:2]
+    else:
+        ramp_x = ramp_y = None
+    cov_x = _axis_coverage(boxes[:, 0:1], boxes[:, 2:3], ramp_x, width)  # [B, W]
+    cov_y = _axis_coverage(boxes[:, 1:2], boxes[:, 3:4], ramp_y, height)  # [B, H]
     return (cov_y[:, :, None] * cov_x[:, None, :]).unsqueeze(1)
 
 

@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from insetgan_ops.boxes import (as_boxes, box_centers, box_sizes, boxes_from_mask, clamp_to_image, expand,
-                                make_boxes, square, with_aspect)
+                                make_boxes, pad, square, with_aspect)
 
 
 def test_as_boxes_converts_integers_and_broadcasts_one_box():
@@ -40,6 +40,14 @@ def test_expand_scales_about_the_centre():
     assert expand(boxes, (2.0, 0.5)).tolist() == [[0.0, 30.0, 40.0, 50.0]]
     with pytest.raises(ValueError, match="positive"):
         expand(boxes, 0.0)
+
+
+def test_pad_moves_every_edge():
+    boxes = torch.tensor([[10.0, 20.0, 30.0, 60.0]])
+    assert pad(boxes, 2.5).tolist() == [[7.5, 17.5, 32.5, 62.5]]
+    assert pad(boxes, -5.0).tolist() == [[15.0, 25.0, 25.0, 55.0]]
+    with pytest.raises(ValueError, match="no area"):
+        pad(boxes, -10.0)
 
 
 def test_with_aspect_grows_the_short_side():
