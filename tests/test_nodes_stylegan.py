@@ -239,6 +239,10 @@ def test_workflow_runner_catches_what_comfyui_rejects(env, N):
     next(n for n in workflow["nodes"] if n["type"] == "InsetGANSynthesize")["widgets_values"][0] = "noisy"
     with pytest.raises(ValueError, match="'noisy' is not one of"):
         to_api_prompt(workflow, N)
+    workflow = json.loads(EXAMPLE.read_text())
+    workflow["links"][0][4] = 1  # says it ends at Sample Latent's seed
+    with pytest.raises(ValueError, match="link 1 is not the link of node 2's input 1"):
+        to_api_prompt(workflow, N)
     prompt = {"1": {"class_type": "InsetGANLoadLatent", "inputs": {"latent_file": "absent.safetensors"}}}
     with pytest.raises(ValueError, match="failed validation"):
         run_prompt(prompt, N, RunContext(env / "input", env / "output"))

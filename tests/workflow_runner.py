@@ -5,7 +5,7 @@
 ``control_after_generate`` value the frontend stores after seed-like widgets, and links become
 ``[from_node_id, from_slot]``. It checks what ComfyUI's validation would: known node types, the
 number of widget values, combo values, and that every link joins an output and an input of the
-same type. :func:`run_prompt` executes the prompt through the pack's ``NODE_CLASS_MAPPINGS`` in
+same type; and that the graph's link bookkeeping is consistent (:func:`check_graph`). :func:`run_prompt` executes the prompt through the pack's ``NODE_CLASS_MAPPINGS`` in
 topological order inside ``torch.inference_mode()``, as ComfyUI's executor does. ComfyUI's own
 nodes that workflows use are stood in for by :data:`CORE_NODES`, a small explicit table.
 """
@@ -113,8 +113,24 @@ def _describe(node_type: str, node_classes: Mapping[str, Any]) -> tuple[dict[str
                    f"{sorted(CORE_NODES)}")
 
 
+def check_graph(workflow: Mapping[str, Any]) -> None:
+    """The bookkeeping the frontend relies on: ids below ``last_node_id`` / ``last_link_id``, and every
+    link listed by its source output and set as its target input's ``link`` at the slot it names."""
+    nodes = {node["id"]: node for node in workflow["nodes"]}
+    if len(nodes) != len(workflow["nodes"]) or max(nodes, default=0) > workflow["last_node_id"]:
+        raise ValueError("node ids must be unique and at most last_node_id")
+    if max((link[0] for link in workflow["links"]), default=0) > workflow["last_link_id"]:
+        raise ValueError("link ids must be at most last_link_id")
+    for link_id, src_id, src_slot, dst_id, dst_slot, _ in workflow["links"]:
+        if link_id not in (nodes[src_id]["outputs"][src_slot].get("links") or []):
+            raise ValueError(f"link {link_id} is missing from node {src_id}'s output {src_slot}")
+        if nodes[dst_id]["inputs"][dst_slot].get("link") != link_id:
+            raise ValueError(f"link {link_id} is not the link of node {dst_id}'s input {dst_slot}")
+
+
 def to_api_prompt(workflow: Mapping[str, Any], node_classes: Mapping[str, Any]) -> dict[str, dict]:
     """UI-format workflow -> API prompt ``{node_id: {"class_type": ..., "inputs": {...}}}``."""
+    check_graph(workflow)
     links = {link[0]: link for link in workflow["links"]}
     nodes = {node["id"]: node for node in workflow["nodes"]}
     prompt: dict[str, dict] = {}
