@@ -87,12 +87,13 @@ def _convert_arguments(parser: argparse.ArgumentParser) -> None:
 def _convert(args: argparse.Namespace) -> int:
     if not args.output.endswith(".safetensors"):
         raise CheckpointError(args.output, "the output must be a .safetensors file (give it that extension)")
-    if os.path.exists(args.output) and not args.force:
-        raise CheckpointError(args.output, "the output exists; pass --force to overwrite it")
-    if os.path.exists(args.output) and os.path.samefile(args.input, args.output):
-        raise CheckpointError(args.output, "the output is the input file; choose another output path")
     ckpt = read_checkpoint(args.input)
     G = build_generator(args.input, ckpt.config, ckpt.state_dict)
+    if os.path.exists(args.output):
+        if os.path.samefile(args.input, args.output):
+            raise CheckpointError(args.output, "the output is the input file; choose another output path")
+        if not args.force:
+            raise CheckpointError(args.output, "the output exists; pass --force to overwrite it")
     save_generator(G, args.output)
     cfg = ckpt.config
     print(f"wrote {args.output}: {cfg.img_height}x{cfg.img_width} generator from {args.input} ({ckpt.format})")

@@ -323,8 +323,6 @@ def rosinality_state_dict(G: Generator) -> dict[str, torch.Tensor]:
     return out
 
 
-def write_rosinality_pt(G: Generator, path, *, with_latent_avg: bool = True) -> None:
-    data = {"g_ema": rosinality_state_dict(G)}
-    if with_latent_avg:
-        data["latent_avg"] = G.mapping.w_avg.detach().clone()
-    torch.save(data, path)
+def write_rosinality_pt(G: Generator, path) -> None:
+    """A converted rosinality model, as Barbershop and StyleGAN-Human ship them."""
+    torch.save({"g_ema": rosinality_state_dict(G), "latent_avg": G.mapping.w_avg.detach().clone()}, path)

@@ -8,7 +8,10 @@ holds a TF-era pickle and the outputs NVIDIA's own converter (stylegan2-ada-pyto
 
 from __future__ import annotations
 
+import argparse
+import collections
 import io
+import json
 import os
 import pickle
 import subprocess
@@ -17,10 +20,11 @@ from pathlib import Path
 
 import pytest
 import torch
-from safetensors.torch import load_file
+from safetensors.torch import load_file, save_file
 
-from tests.checkpoint_writers import (PersistentRecord, nvidia_snapshot, persistent_record, write_nvidia_pickle,
-                                write_pickle, write_rosinality_pt, write_stylegan3_pickle, write_tf_pickle)
+from tests.checkpoint_writers import (PersistentRecord, nvidia_snapshot, persistent_record, rosinality_state_dict,
+                                      write_nvidia_pickle, write_pickle, write_rosinality_pt, write_stylegan3_pickle,
+                                      write_tf_pickle)
 from insetgan_ops import cli
 from insetgan_ops.checkpoints import CheckpointError, load_generator, read_checkpoint, save_generator
 from insetgan_ops.generator import Generator, GeneratorConfig
@@ -124,16 +128,46 @@ def test_tf_conversion_matches_nvidias_own_converter():
     assert (G.synthesis(ws, noise_mode="const") - expected["img"]).abs().max().item() <= 1e-5
 
 
-def test_rosinality_file_without_latent_avg_gets_the_mapping_mean(tmp_path):
+def test_rosinality_training_checkpoint_loads_and_gets_w_avg_from_the_mapping(tmp_path):
     G = make_generator()
-    path = tmp_path / "train_checkpoint.pt"
-    write_rosinality_pt(G, path, with_latent_avg=False)
+    sd = rosinality_state_dict(G)
+    path = tmp_path / "100000.pt"  # what rosinality's train.py saves: no latent_avg, the run's args
+    torch.save({"g": sd, "d": {"convs.0.0.weight": torch.zeros(1)}, "g_ema": sd,
+                "g_optim": {"state": {}, "param_groups": [{"lr": 0.002, "params": [0, 1]}]},
+                "args": argparse.Namespace(size=32, latent=16, n_mlp=2, channel_multiplier=2)}, path)
 
-    w_avg = read_checkpoint(path).state_dict["mapping.w_avg"]
+    loaded = load_generator(path)
 
     with torch.no_grad():
         sampled = G.mapping(torch.randn([20_000, G.z_dim], generator=torch.Generator().manual_seed(5)))[:, 0]
-    assert (w_avg - sampled.mean(0)).abs().max().item() < 0.05 * sampled.std(0).max().item()
+    assert (loaded.w_avg - sampled.mean(0)).abs().max().item() < 0.05 * sampled.std(0).max().item()
+    assert (loaded.synthesis(G.mapping(torch.ones(1, 16)), noise_mode="const")
+            - G.synthesis(G.mapping(torch.ones(1, 16)), noise_mode="const")).abs().max().item() <= 1e-4
+
+
+def test_comfyui_stylegan_safetensors_take_configuration_from_init_kwargs(tmp_path):
+    G = make_generator(conv_clamp=256, num_fp16_res=2)
+    path = tmp_path / "ffhq.safetensors"
+    tensors = {**G.state_dict(), "synthesis.b8.resample_filter": torch.ones(4, 4) / 16}
+    init_kwargs = dict(z_dim=16, c_dim=0, w_dim=16, img_resolution=32, img_channels=3,
+                       mapping_kwargs=dict(num_layers=2),
+                       synthesis_kwargs=dict(channel_base=256, channel_max=16, num_fp16_res=2, conv_clamp=256))
+    save_file(tensors, str(path), metadata={"arch": "stylegan2", "init_kwargs": json.dumps(init_kwargs)})
+
+    ckpt = read_checkpoint(path)
+
+    assert ckpt.format == "safetensors (ComfyUI-StyleGan)"
+    assert (ckpt.config.conv_clamp, ckpt.config.num_fp16_res) == (256, 2)
+    assert torch.equal(images(load_generator(path)), images(G))
+
+
+def test_stylegan3_safetensors_get_the_same_clear_error(tmp_path):
+    path = tmp_path / "stylegan3.safetensors"
+    save_file({"synthesis.input.freqs": torch.zeros(8, 2), "mapping.fc0.weight": torch.zeros(8, 8)}, str(path),
+              metadata={"arch": "stylegan3", "init_kwargs": "{}"})
+
+    with pytest.raises(CheckpointError, match="StyleGAN3 \\(alias-free\\).*not supported yet"):
+        read_checkpoint(path)
 
 
 def test_stylegan3_pickle_gets_a_clear_not_supported_error(tmp_path):
@@ -163,7 +197,6 @@ class TensorFromStorageBytes:
         self.data = data
 
     def __reduce__(self):
-        import collections
         storage = _StorageBytes(self.data)
         return torch._utils._rebuild_tensor_v2, (storage, 0, (1,), (1,), False, collections.OrderedDict())
 

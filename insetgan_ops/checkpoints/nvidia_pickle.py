@@ -96,8 +96,9 @@ def _rebuild_tensor(storage, storage_offset, size, stride, requires_grad=False, 
                     metadata=None) -> torch.Tensor:
     if not isinstance(storage, torch.storage.TypedStorage):
         raise pickle.UnpicklingError("a tensor refers to something that is not a tensor storage")
-    return torch.empty((0,), dtype=storage.dtype).set_(storage._untyped_storage, int(storage_offset),
-                                                       tuple(size), tuple(stride))
+    # ``_untyped_storage`` as torch's own rebuild uses it: the public ``untyped()`` warns of deprecation.
+    return torch.empty((0,), dtype=storage.dtype).set_(storage._untyped_storage, int(storage_offset), tuple(size),
+                                                       tuple(stride))
 
 
 def _rebuild_parameter(data, requires_grad=False, backward_hooks=None, state=None) -> torch.Tensor:

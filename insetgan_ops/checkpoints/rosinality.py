@@ -28,6 +28,7 @@ demodulation epsilon, where NVIDIA does not: outputs agree to about 1e-5 relativ
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import pickle
 import re
@@ -105,9 +106,13 @@ def _estimated_w_avg(path, config, state_dict) -> torch.Tensor:
 
 
 def read_checkpoint(path: "str | os.PathLike") -> Checkpoint:
-    """Reads a rosinality ``.pt`` (``g_ema`` + ``latent_avg``; also a bare generator state dict)."""
+    """Reads a rosinality ``.pt``: ``g_ema`` + ``latent_avg`` as converted models have, a training
+    checkpoint (``g``, ``d``, ``g_ema``, optimiser states, ``args``) or a bare generator state dict."""
+    # rosinality's training checkpoints also hold the run's argparse.Namespace: a plain attribute bag.
+    # (torch < 2.5 lacks safe_globals; such files are then refused with the message below.)
+    allow = getattr(torch.serialization, "safe_globals", None)
     try:
-        with torch.serialization.safe_globals([argparse.Namespace]):  # training runs store their args
+        with allow([argparse.Namespace]) if allow else contextlib.nullcontext():
             data = torch.load(os.fspath(path), map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
         first_line = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
@@ -129,8 +134,8 @@ def read_checkpoint(path: "str | os.PathLike") -> Checkpoint:
     if not isinstance(g_ema, dict):
         raise CheckpointError(path, "'g_ema' is not a state dict")
     state_dict = nvidia_state_dict(path, g_ema)
-    lr_mlp = getattr(data.get("args"), "lr_mlp", 0.01)
-    config = config_from_state_dict(path, state_dict, {"mapping_lr_multiplier": lr_mlp})
+    # rosinality's mapping learning-rate multiplier (lr_mlp) is not stored; every published model uses 0.01.
+    config = config_from_state_dict(path, state_dict, {"mapping_lr_multiplier": 0.01})
     latent_avg = data.get("latent_avg")
     if isinstance(latent_avg, torch.Tensor):
         if latent_avg.numel() != config.w_dim:
