@@ -15,7 +15,6 @@ Outside the image, samples repeat the edge pixels.
 
 from __future__ import annotations
 
-import math
 from typing import Optional, Sequence
 
 import torch
@@ -174,14 +173,19 @@ def paste(canvas: torch.Tensor, inset: torch.Tensor, boxes: torch.Tensor,
         raise ValueError(f"inset {tuple(inset.shape)} must have the canvas's batch size and channels {(b, c)}")
     boxes = as_boxes(boxes, b).to(canvas.dtype)
     sizes = box_sizes(boxes)
-    reduced = (min(inset.shape[2], math.ceil(float(sizes[:, 1].detach().max()))),
-               min(inset.shape[3], math.ceil(float(sizes[:, 0].detach().max()))))
-    if reduced != tuple(inset.shape[2:]):
-        inset = resize(inset, reduced)
     # Canvas pixel centres, expressed in the inset's normalised [-1, 1] coordinates.
     ys = (torch.arange(height, device=canvas.device, dtype=canvas.dtype) + 0.5 - boxes[:, 1:2]) / sizes[:, 1:2] * 2 - 1
     xs = (torch.arange(width, device=canvas.device, dtype=canvas.dtype) + 0.5 - boxes[:, 0:1]) / sizes[:, 0:1] * 2 - 1
     grid = torch.stack(torch.broadcast_tensors(xs[:, None, :], ys[:, :, None]), dim=-1)  # [B, H, W, 2]
-    resampled = F.grid_sample(inset, grid, mode="bilinear", padding_mode="border", align_corners=False)
+    # Each candidate's inset is reduced to (at most) its own box size, so results do not depend on the batch.
+    reduced = torch.stack([(sizes[:, 1].detach() - 1e-6).ceil().clamp(1, inset.shape[2]),
+                           (sizes[:, 0].detach() - 1e-6).ceil().clamp(1, inset.shape[3])], dim=1).long()  # [B, 2]
+    parts, order = [], []
+    for size in torch.unique(reduced, dim=0).tolist():
+        rows = (reduced == reduced.new_tensor(size)).all(dim=1).nonzero().flatten()
+        source = inset[rows] if size == list(inset.shape[2:]) else resize(inset[rows], size)
+        parts.append(F.grid_sample(source, grid[rows], mode="bilinear", padding_mode="border", align_corners=False))
+        order.append(rows)
+    resampled = torch.cat(parts)[torch.cat(order).argsort()]
     alpha = box_mask(boxes, height, width, feather)
     return canvas * (1 - alpha) + resampled * alpha, alpha

@@ -108,6 +108,26 @@ def test_hard_paste_of_same_size_box_is_exact_and_leaves_the_rest():
     assert torch.equal(composite[0][:, outside], canvas[0][:, outside])
 
 
+def test_non_square_images_keep_width_and_height_apart():
+    canvas = torch.zeros(1, 3, 24, 40)
+    inset = torch.randn(1, 3, 8, 16, generator=torch.Generator().manual_seed(8))
+    box = torch.tensor([[20.0, 4.0, 36.0, 12.0]])  # 16 wide, 8 high
+    composite, alpha = paste(canvas, inset, box)
+    torch.testing.assert_close(composite[0, :, 4:12, 20:36], inset[0], atol=2e-5, rtol=0)
+    assert alpha.sum() == 8 * 16
+    torch.testing.assert_close(crop(composite, box, (8, 16)), inset, atol=2e-5, rtol=0)
+
+
+def test_paste_of_a_candidate_does_not_depend_on_the_others():
+    canvas = smooth_image(64, 64, seed=9, batch=2)
+    inset = smooth_image(48, 48, seed=10, batch=2)
+    boxes = torch.tensor([[4.0, 4.0, 20.5, 20.5], [10.0, 8.0, 58.0, 56.0]])  # reduced to 17 and kept at 48
+    together, _ = paste(canvas, inset, boxes, feather=2.0)
+    for i in range(2):
+        alone, _ = paste(canvas[i:i + 1], inset[i:i + 1], boxes[i:i + 1], feather=2.0)
+        torch.testing.assert_close(together[i:i + 1], alone, atol=1e-6, rtol=0)
+
+
 def test_paste_then_crop_returns_the_inset():
     canvas = torch.zeros(1, 3, 96, 96)
     inset = smooth_image(32, 32, seed=4)
