@@ -189,8 +189,9 @@ def mix(a: Latent, b: Latent, layer_start: int, layer_end: int, weight: float = 
 
 
 def _forked_rng(device: torch.device):
-    """Restores the global RNG of the CPU and of ``device`` on exit."""
-    if device.type == "cpu":
+    """Restores the global RNG of the CPU and of ``device`` on exit (the CPU's only, for backends
+    such as DirectML whose RNG state torch cannot save)."""
+    if not hasattr(getattr(torch, device.type, None), "get_rng_state") or device.type == "cpu":
         return torch.random.fork_rng(devices=[])
     return torch.random.fork_rng(devices=[device], device_type=device.type)
 
