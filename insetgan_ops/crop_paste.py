@@ -22,6 +22,7 @@ import torch.nn.functional as F
 
 from .boxes import as_boxes, box_sizes
 
+
 def _check_images(images: torch.Tensor, name: str) -> None:
     if not isinstance(images, torch.Tensor) or images.ndim != 4:
         shape = tuple(images.shape) if isinstance(images, torch.Tensor) else type(images).__name__
