@@ -30,7 +30,7 @@ import numpy as np
 import torch
 
 from .common import Checkpoint, CheckpointError
-from .shapes import config_from_state_dict
+from .shapes import config_from_state_dict, hints_from_nvidia_kwargs
 from .tf_pickle import TFNetwork, checkpoint_from_tf_networks
 
 
@@ -207,7 +207,7 @@ def _hints_from_modules(G: PersistentModule) -> dict[str, Any]:
     """Configuration stored in the networks' attributes (``_init_kwargs`` defaults differ between
     ada and stylegan3, so each module's own state wins)."""
     init_kwargs = G.state.get("_init_kwargs")
-    hints: dict[str, Any] = dict(init_kwargs) if isinstance(init_kwargs, dict) else {}
+    hints = hints_from_nvidia_kwargs(init_kwargs) if isinstance(init_kwargs, dict) else {}
     mapping, synthesis = G.child("mapping"), G.child("synthesis")
     if mapping is not None:
         fc0 = mapping.child("fc0")
@@ -222,8 +222,8 @@ def _hints_from_modules(G: PersistentModule) -> dict[str, Any]:
         if blocks:
             top = blocks[-1][0]
             hints["num_fp16_res"] = int(math.log2(top)) + 1 - int(math.log2(min(fp16))) if fp16 else 0
-            arch = {block.state.get("architecture", "skip") for _, block in blocks}
-            hints["architecture"] = sorted(arch)[0] if len(arch) == 1 else "mixed " + "/".join(sorted(arch))
+            archs = {block.state.get("architecture", "skip") for _, block in blocks}
+            hints["architecture"] = next((a for a in sorted(archs) if a != "skip"), "skip")
             conv1 = blocks[-1][1].child("conv1")
             if conv1 is not None and "conv_clamp" in conv1.state:
                 clamp = conv1.state["conv_clamp"]
@@ -244,6 +244,13 @@ def checkpoint_from_persistent(path: "str | os.PathLike", G: PersistentModule, f
 def read_checkpoint(path: "str | os.PathLike") -> Checkpoint:
     """Reads an NVIDIA generator pickle (PyTorch or TF era), choosing the EMA generator (``G_ema`` / ``Gs``)."""
     data = unpickle(path)
+    try:
+        return _checkpoint_from_unpickled(path, data)
+    except RecursionError as e:  # a hand-made pickle can make a network its own child
+        raise CheckpointError(path, "the networks in the pickle refer to themselves; not a generator file") from e
+
+
+def _checkpoint_from_unpickled(path: "str | os.PathLike", data: Any) -> Checkpoint:
     if isinstance(data, TFNetwork) or (isinstance(data, tuple) and data and
                                        all(isinstance(n, TFNetwork) for n in data)):
         return checkpoint_from_tf_networks(path, data)

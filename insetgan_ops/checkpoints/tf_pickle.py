@@ -36,6 +36,8 @@ from .shapes import config_from_state_dict
 class TFNetwork:
     """A ``dnnlib.tflib.network.Network`` as stored: its pickled state dict, nothing executed."""
 
+    state: dict = {}  # until unpickling sets it (a hostile file may never do so)
+
     def __setstate__(self, state: Any) -> None:
         if not isinstance(state, dict) or not isinstance(state.get("variables", []), list) \
                 or not isinstance(state.get("components", {}), dict):
