@@ -134,6 +134,25 @@ def clamp_to_image(boxes: torch.Tensor, height: int, width: int, mode: ClampMode
     return boxes_from_center_size(center, size)
 
 
+def plausible_update(new: torch.Tensor, previous: torch.Tensor, max_shift: float = 0.25,
+                     max_scale_change: float = 1.5) -> torch.Tensor:
+    """Whether each ``new`` box is a believable successor of ``previous`` (both ``[B, 4]``) -> ``[B]`` bool.
+
+    True where the centre moved by at most ``max_shift`` of the previous width / height on each
+    axis and width and height each changed by at most a factor ``max_scale_change`` (either way).
+    A re-detection during optimisation that fails this is more likely a wrong face than a moved
+    one: ``torch.where(ok[:, None], new, previous)`` keeps the last good box.
+    """
+    if max_shift < 0 or max_scale_change < 1:
+        raise ValueError(f"max_shift must be >= 0 and max_scale_change >= 1, got {max_shift}, {max_scale_change}")
+    new, previous = as_boxes(new, name="new boxes"), as_boxes(previous, new.shape[0], name="previous boxes")
+    old_size = box_sizes(previous)
+    shift_ok = ((box_centers(new) - box_centers(previous)).abs() <= max_shift * old_size).all(dim=1)
+    ratio = box_sizes(new) / old_size
+    scale_ok = ((ratio <= max_scale_change) & (ratio >= 1 / max_scale_change)).all(dim=1)
+    return shift_ok & scale_ok
+
+
 def boxes_from_mask(mask: torch.Tensor, threshold: float = 0.5) -> torch.Tensor:
     """The tight box around the pixels of each mask above ``threshold``.
 

@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from insetgan_ops.boxes import (as_boxes, box_centers, box_sizes, boxes_from_mask, clamp_to_image, expand,
-                                make_boxes, pad, square, with_aspect)
+                                make_boxes, pad, plausible_update, square, with_aspect)
 
 
 def test_as_boxes_converts_integers_and_broadcasts_one_box():
@@ -99,3 +99,16 @@ def test_boxes_from_empty_mask_names_the_image():
     mask[0, 2, 2] = 1.0
     with pytest.raises(ValueError, match="mask 1 of the batch"):
         boxes_from_mask(mask)
+
+
+def test_plausible_update_gates_jumps_and_size_changes():
+    previous = torch.tensor([[100.0, 100.0, 200.0, 200.0]]).expand(5, 4)
+    new = torch.tensor([[110.0, 95.0, 210.0, 195.0],    # small move: fine
+                        [130.0, 100.0, 230.0, 200.0],   # centre moved 0.3 of the width
+                        [90.0, 90.0, 210.0, 210.0],     # 1.2x larger: fine
+                        [125.0, 125.0, 175.0, 175.0],   # half the size
+                        [100.0, 100.0, 200.0, 260.0]])  # 1.6x taller (and centre moved 0.3)
+    assert plausible_update(new, previous).tolist() == [True, False, True, False, False]
+    assert plausible_update(new, previous, max_shift=0.5, max_scale_change=2.0).tolist() == [True] * 5
+    with pytest.raises(ValueError, match="max_scale_change"):
+        plausible_update(new, previous, max_scale_change=0.5)
