@@ -1,0 +1,212 @@
+"""Projection of an image (e.g. a real face photo) into a generator's W+ space by optimisation.
+
+    result = project(G, photo, ProjectionSettings(steps=300), perceptual=load_lpips("alex"))
+    result.latent      # Latent, ws [B, num_ws, w_dim], made for G
+    result.image       # [B, 3, H, W] in [-1, 1]: G's rendering of it (constant noise)
+
+The code is ``ws = w* + delta`` (:class:`~insetgan_ops.wplus.WPlusCode`), started from ``w_avg``
+(or a given latent) and optimised with Adam on
+
+    l2_weight * mean((G(ws) - target)^2 * mask) + perceptual_weight * LPIPS(G(ws) * mask, target * mask)
+    + prior_weight * mean(((w* - mu) / sigma)^2) + offset_weight * mean(delta^2)
+
+where ``mu``/``sigma`` are the per-dimension mean and spread of ``G``'s W distribution (estimated
+from mapped samples, see :func:`w_statistics`): the prior keeps the code where the generator has
+seen its training data. LPIPS is optional (``perceptual=None`` leaves it out); images larger than
+``perceptual_size`` are reduced before it. Noise is constant, so the reconstruction renders the same
+way again. The result is a pure function of the inputs and settings (nothing random is drawn
+except the seeded W statistics), so callers may cache it on them.
+
+The target is resized (anti-aliased) to the generator's size; its aspect must already match.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Callable, Optional
+
+import torch
+
+from .crop_paste import resize
+from .generator import Generator
+from .latents import GeneratorIdentity, Latent
+from .wplus import WPlusCode, frozen_weights, ramped_lr
+
+__all__ = ["Projection", "ProjectionSettings", "StepCallback", "project", "w_statistics"]
+
+StepCallback = Callable[[int, int, Callable[[], torch.Tensor]], None]
+"""``on_step(step, total, preview)``: ``preview()`` renders the current images ``[B, 3, H, W]``.
+Raising from it stops the optimisation (the exception propagates; nothing is returned)."""
+
+# How far the target's aspect may differ from the generator's before it is refused (relative).
+_ASPECT_TOLERANCE = 0.02
+# The shorter side below which images are enlarged for the perceptual network (AlexNet needs > 32).
+_MIN_PERCEPTUAL_SIDE = 64
+
+
+@dataclasses.dataclass(frozen=True)
+class ProjectionSettings:
+    """Schedule and loss weights of :func:`project` (defaults suit faces at 64-1024 pixels)."""
+
+    steps: int = 300
+    lr: float = 0.05
+    l2_weight: float = 1.0
+    perceptual_weight: float = 1.0
+    prior_weight: float = 1e-3
+    offset_weight: float = 1e-2
+    perceptual_size: int = 256
+    w_samples: int = 4096
+    seed: int = 0
+
+    def __post_init__(self):
+        if self.steps < 1:
+            raise ValueError(f"steps must be >= 1, got {self.steps}")
+        if not self.lr > 0:
+            raise ValueError(f"lr must be positive, got {self.lr}")
+        for name in ("l2_weight", "perceptual_weight", "prior_weight", "offset_weight"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+        if self.perceptual_size < _MIN_PERCEPTUAL_SIDE or self.w_samples < 2:
+            raise ValueError(f"perceptual_size must be >= {_MIN_PERCEPTUAL_SIDE} and w_samples >= 2")
+
+
+@dataclasses.dataclass(frozen=True)
+class Projection:
+    """What :func:`project` found: ``latent`` (ws ``[B, num_ws, w_dim]``), ``image`` ``[B, 3, H, W]``
+    (its constant-noise rendering, detached), ``target`` ``[B, 3, H, W]`` (the resized target) and
+    ``losses``: per term, one float per step (the batch's mean)."""
+
+    latent: Latent
+    image: torch.Tensor
+    target: torch.Tensor
+    losses: dict[str, list[float]]
+
+
+@torch.no_grad()
+def w_statistics(G: Generator, samples: int = 4096, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-dimension mean and standard deviation of ``G``'s W space: ``([w_dim], [w_dim])``.
+
+    Estimated from ``samples`` codes mapped from z drawn with a ``torch.Generator`` seeded
+    ``seed`` (untruncated; class-conditional generators get uniformly drawn classes).
+    """
+    device = G.w_avg.device
+    rng = torch.Generator(device="cpu").manual_seed(int(seed))
+    z = torch.randn(samples, G.z_dim, generator=rng).to(device)
+    c = None
+    if G.c_dim:
+        c = torch.nn.functional.one_hot(torch.randint(G.c_dim, (samples,), generator=rng), G.c_dim).float().to(device)
+    w = G.mapping(z, c)[:, 0]
+    return w.mean(dim=0), w.std(dim=0).clamp_min(1e-8)
+
+
+def _prepare_target(G: Generator, target: torch.Tensor) -> torch.Tensor:
+    if not isinstance(target, torch.Tensor) or target.ndim != 4 or target.shape[1] != G.img_channels:
+        shape = list(target.shape) if isinstance(target, torch.Tensor) else type(target).__name__
+        raise ValueError(f"target must be images [B, {G.img_channels}, H, W] in [-1, 1], got {shape}")
+    h, w = target.shape[2:]
+    if abs((w / h) / (G.img_width / G.img_height) - 1) > _ASPECT_TOLERANCE:
+        raise ValueError(f"the target is {h}x{w} (height x width) but the generator makes {G.img_height}x"
+                         f"{G.img_width} images; crop the target to the generator's aspect first")
+    target = target.detach().float().to(G.w_avg.device)
+    if (h, w) != (G.img_height, G.img_width):
+        target = resize(target, (G.img_height, G.img_width))
+    return target
+
+
+def _prepare_mask(mask: Optional[torch.Tensor], target: torch.Tensor) -> Optional[torch.Tensor]:
+    if mask is None:
+        return None
+    if mask.ndim == 3:
+        mask = mask[:, None]
+    if mask.ndim != 4 or mask.shape[1] != 1 or mask.shape[0] not in (1, target.shape[0]):
+        raise ValueError(f"mask must be [B, 1, H, W] or [B, H, W] with B = {target.shape[0]} or 1, "
+                         f"got {list(mask.shape)}")
+    mask = mask.detach().float().to(target.device)
+    if mask.shape[2:] != target.shape[2:]:
+        mask = resize(mask, target.shape[2:])
+    if not (mask.flatten(1).amax(dim=1) > 0).all():
+        raise ValueError("the mask is empty (all zero) for at least one image; nothing would be fitted")
+    return mask.expand(target.shape[0], -1, -1, -1)
+
+
+def _perceptual_input(images: torch.Tensor, size: int) -> torch.Tensor:
+    """Resizes images for the perceptual network: the longer side down to ``size`` at most, the
+    shorter side up to :data:`_MIN_PERCEPTUAL_SIDE` at least (LPIPS backbones need that much)."""
+    h, w = images.shape[2:]
+    scale = min(1.0, size / max(h, w))
+    scale = max(scale, _MIN_PERCEPTUAL_SIDE / min(h, w))
+    if scale == 1.0:
+        return images
+    return resize(images, (round(h * scale), round(w * scale))) if scale < 1 else \
+        torch.nn.functional.interpolate(images, scale_factor=scale, mode="bilinear", align_corners=False)
+
+
+def project(G: Generator, target: torch.Tensor, settings: ProjectionSettings = ProjectionSettings(), *,
+            mask: Optional[torch.Tensor] = None, perceptual: Optional[Callable[..., torch.Tensor]] = None,
+            init: Optional[Latent] = None, on_step: Optional[StepCallback] = None,
+            name: Optional[str] = None) -> Projection:
+    """Finds W+ codes whose rendering by ``G`` matches ``target``.
+
+    target: ``[B, 3, H, W]`` in [-1, 1] (any size of ``G``'s aspect). mask: optional
+    ``[B, 1, H, W]`` / ``[B, H, W]`` weights in [0, 1] (1 = fit this pixel), at any size.
+    perceptual: an LPIPS-like callable ``(a, b) -> [B, 1, 1, 1]`` (e.g.
+    :func:`~insetgan_ops.lpips_loader.load_lpips`), or None for no perceptual term. init: a latent
+    of ``G`` to start from (one for all or one per image); by default ``w_avg``. ``name`` names
+    the generator in the returned latent's identity.
+    """
+    identity = GeneratorIdentity.of(G, name)
+    target = _prepare_target(G, target)
+    weights = _prepare_mask(mask, target)
+    batch = target.shape[0]
+    if init is None:
+        start = G.w_avg.detach().float().expand(batch, G.num_ws, G.w_dim)
+    else:
+        init.check_generator(identity)
+        if init.batch_size not in (1, batch):
+            raise ValueError(f"init has {init.batch_size} latents for {batch} target images; give 1 or {batch}")
+        start = init.ws.detach().to(target.device, torch.float32).expand(batch, -1, -1)
+    mu, sigma = w_statistics(G, settings.w_samples, settings.seed)
+    code = WPlusCode.from_ws(start, identity)
+    optimizer = torch.optim.Adam(code.parameters, lr=settings.lr, betas=(0.9, 0.999))
+    use_perceptual = perceptual is not None and settings.perceptual_weight > 0
+    masked_target = target if weights is None else target * weights
+    perceptual_target = _perceptual_input(masked_target, settings.perceptual_size) if use_perceptual else None
+    losses: dict[str, list[float]] = {k: [] for k in ("total", "l2", *(("perceptual",) if use_perceptual else ()),
+                                                      "prior", "offsets")}
+    frozen = [G] + ([perceptual] if isinstance(perceptual, torch.nn.Module) else [])
+    with torch.enable_grad(), frozen_weights(*frozen):
+        for step in range(settings.steps):
+            for group in optimizer.param_groups:
+                group["lr"] = ramped_lr(settings.lr, (step + 0.5) / settings.steps)
+            image = G.synthesis(code.ws(), noise_mode="const")
+            squared = (image - target).square()
+            if weights is None:
+                l2 = squared.mean(dim=(1, 2, 3))
+            else:
+                l2 = (squared * weights).sum(dim=(1, 2, 3)) / (weights.sum(dim=(1, 2, 3)) * image.shape[1])
+            terms = {"l2": l2}
+            if use_perceptual:
+                generated = image if weights is None else image * weights
+                terms["perceptual"] = perceptual(_perceptual_input(generated, settings.perceptual_size),
+                                                 perceptual_target).reshape(batch)
+            terms["prior"] = ((code.base[:, 0] - mu) / sigma).square().mean(dim=1)
+            terms["offsets"] = code.offsets.square().mean(dim=(1, 2))
+            total = (settings.l2_weight * terms["l2"] + settings.prior_weight * terms["prior"]
+                     + settings.offset_weight * terms["offsets"])
+            if use_perceptual:
+                total = total + settings.perceptual_weight * terms["perceptual"]
+            optimizer.zero_grad(set_to_none=True)
+            total.sum().backward()
+            optimizer.step()
+            losses["total"].append(float(total.detach().mean()))
+            for key, value in terms.items():
+                losses[key].append(float(value.detach().mean()))
+            if on_step is not None:
+                on_step(step + 1, settings.steps, lambda: _render(G, code))
+    latent = code.latent()
+    return Projection(latent, _render(G, code), target, losses)
+
+
+@torch.no_grad()
+def _render(G: Generator, code: WPlusCode) -> torch.Tensor:
+    return G.synthesis(code.ws().detach(), noise_mode="const")
