@@ -64,10 +64,10 @@ def _sample(images: torch.Tensor, boxes: torch.Tensor, h: int, w: int, kh: int, 
 def crop_many(images: torch.Tensor, boxes: torch.Tensor, size: Sequence[int], antialias: bool = True) -> torch.Tensor:
     """Crops ``N`` boxes from each image and resamples them to ``size = (h, w)``.
 
-    images: ``[B, C, H, W]``; boxes: ``[B, N, 4]`` -> ``[B, N, C, h, w]``. All ``N`` crops of an
-    image are sampled in one pass without copying the image, which keeps searches over many
-    candidate boxes cheap. Each box's result depends on that box alone, whatever else is in the
-    batch: boxes needing different sampling densities are sampled in separate passes.
+    images: ``[B, C, H, W]``; boxes: ``[B, N, 4]`` -> ``[B, N, C, h, w]``. The crops are sampled
+    without copying the images, which keeps searches over many candidate boxes cheap. Each box's
+    result depends on that box alone, whatever else is in the batch: boxes needing different
+    sampling densities are sampled in separate passes.
     """
     _check_images(images, "images")
     if boxes.ndim != 3 or boxes.shape[0] != images.shape[0] or boxes.shape[2] != 4:
@@ -80,14 +80,17 @@ def crop_many(images: torch.Tensor, boxes: torch.Tensor, size: Sequence[int], an
         return _sample(images, boxes, h, w, 1, 1).reshape(b, n, -1, h, w)
     sizes = box_sizes(flat)
     density = torch.stack([_supersampling(sizes[:, 1], h), _supersampling(sizes[:, 0], w)], dim=1)  # [B*N, 2]
-    out = None
+    parts, positions = [], []
     for kh, kw in torch.unique(density, dim=0).tolist():
-        sampled = _sample(images, boxes, h, w, kh, kw)
-        if out is None:
-            out = sampled
-        else:
-            chosen = (density == density.new_tensor([kh, kw])).all(dim=1)
-            out = torch.where(chosen[:, None, None, None], sampled, out)
+        member = (density == density.new_tensor([kh, kw])).all(dim=1).reshape(b, n)
+        count = member.sum(dim=1)
+        # Per image, this pass's boxes first; images with fewer fill up with (discarded) other boxes.
+        order = torch.argsort((~member).to(torch.int8), dim=1, stable=True)[:, :int(count.max())]  # [B, M]
+        sampled = _sample(images, boxes.gather(1, order[..., None].expand(-1, -1, 4)), h, w, kh, kw)
+        valid = (torch.arange(order.shape[1], device=order.device) < count[:, None]).flatten()
+        parts.append(sampled[valid])
+        positions.append((torch.arange(b, device=order.device)[:, None] * n + order).flatten()[valid])
+    out = torch.cat(parts)[torch.cat(positions).argsort()]
     return out.reshape(b, n, -1, h, w)
 
 
