@@ -23,8 +23,8 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from tests.checkpoint_writers import (PersistentRecord, nvidia_snapshot, persistent_record, rosinality_state_dict,
-                                      write_nvidia_pickle, write_pickle, write_rosinality_pt, write_stylegan3_pickle,
-                                      write_tf_pickle)
+                                      tf_networks, write_nvidia_pickle, write_pickle, write_rosinality_pt,
+                                      write_stylegan3_pickle, write_tf_pickle)
 from insetgan_ops import cli
 from insetgan_ops.checkpoints import CheckpointError, load_generator, read_checkpoint, save_generator
 from insetgan_ops.generator import Generator, GeneratorConfig
@@ -126,6 +126,20 @@ def test_tf_conversion_matches_nvidias_own_converter():
     ws = G.mapping(expected["z"], expected["c"], truncation_psi=0.7)
     assert (ws - expected["ws"]).abs().max().item() <= 1e-5
     assert (G.synthesis(ws, noise_mode="const") - expected["img"]).abs().max().item() <= 1e-5
+
+
+@pytest.mark.parametrize("option, value, message", [
+    ("architecture", "resnet", "architecture='resnet' is not supported"),
+    ("randomize_noise_seed", 3, r"unknown TF generator options \['randomize_noise_seed'\]"),
+])
+def test_tf_generators_other_than_stylegan2_are_named(tmp_path, option, value, message):
+    G_train, D, Gs = tf_networks(make_generator())
+    Gs.state["static_kwargs"][option] = value
+    path = tmp_path / "g.pkl"
+    write_pickle((G_train, D, Gs), path)
+
+    with pytest.raises(CheckpointError, match=message):
+        read_checkpoint(path)
 
 
 def test_rosinality_training_checkpoint_loads_and_gets_w_avg_from_the_mapping(tmp_path):

@@ -58,20 +58,18 @@ class TFNetwork:
         return found
 
 
-# static_kwargs a StyleGAN2 generator may carry, with the TF code's defaults.
-_TF_DEFAULTS: dict[str, Any] = {
-    "latent_size": 512, "label_size": 0, "dlatent_size": 512, "resolution": 1024, "num_channels": 3,
-    "mapping_layers": 8, "label_fmaps": None, "mapping_fmaps": None, "mapping_nonlinearity": "lrelu",
-    "mapping_lrmul": 0.01, "w_avg_beta": 0.995, "fmap_base": 16384, "fmap_max": 512, "num_fp16_res": 0,
-    "conv_clamp": None, "architecture": "skip", "resample_kernel": [1, 3, 3, 1], "use_noise": True,
-    "nonlinearity": "lrelu",
-    # run-time options, irrelevant to the weights
-    "truncation_psi": None, "truncation_cutoff": None, "style_mixing_prob": None, "structure": None,
-}
-
 # What each static kwarg must be for the generator to be StyleGAN2's (the only kind supported).
 _REQUIRED: dict[str, Any] = {"mapping_nonlinearity": "lrelu", "nonlinearity": "lrelu", "architecture": "skip",
                              "resample_kernel": [1, 3, 3, 1], "use_noise": True}
+
+# The static_kwargs read here, with the TF code's defaults (sizes and channels come from the variables).
+_DEFAULTS: dict[str, Any] = {"resolution": 1024, "mapping_lrmul": 0.01, "w_avg_beta": 0.995, "num_fp16_res": 0,
+                             "conv_clamp": None, **_REQUIRED}
+
+# Every static kwarg NVIDIA's TF StyleGAN2 generators carry; any other means a different network.
+_KNOWN: frozenset[str] = frozenset(_DEFAULTS) | {
+    "latent_size", "label_size", "dlatent_size", "num_channels", "mapping_layers", "label_fmaps", "mapping_fmaps",
+    "fmap_base", "fmap_max", "truncation_psi", "truncation_cutoff", "style_mixing_prob", "structure"}
 
 
 def _array(path, variables: dict[str, Any], name: str) -> np.ndarray:
@@ -147,10 +145,10 @@ def checkpoint_from_tf_networks(path: "str | os.PathLike", data: "TFNetwork | tu
     kwargs = state.get("static_kwargs") or {}
     if not isinstance(kwargs, dict):
         raise CheckpointError(path, "the TF network's static_kwargs are not a dict")
-    unknown = sorted(set(kwargs) - set(_TF_DEFAULTS))
+    unknown = sorted(set(kwargs) - _KNOWN)
     if unknown:
         raise CheckpointError(path, f"unknown TF generator options {unknown}; not a StyleGAN2 generator")
-    opt = {**_TF_DEFAULTS, **{k: v for k, v in kwargs.items() if v is not None}}
+    opt = {**_DEFAULTS, **{k: v for k, v in kwargs.items() if k in _DEFAULTS and v is not None}}
     for key, required in _REQUIRED.items():
         if (list(opt[key]) if key == "resample_kernel" else opt[key]) != required:
             raise CheckpointError(path, f"TF generator option {key}={opt[key]!r} is not supported "
