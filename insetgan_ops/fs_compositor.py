@@ -1,0 +1,437 @@
+"""Barbershop: compositing real images through segmentation masks in StyleGAN2's FS space.
+
+FS space splits the W+ codes at one block resolution ``r`` (32 for a 1024 generator):
+``F [B, C, r, r]`` is the feature map after block r's convolutions (the structure), ``S`` the
+codes ``ws[:, ws_before(r):]`` that drive the rest (the appearance). An image is rendered from
+(F, S) with ``G.synthesis.resume(F, S, r)``, the RGB path restarting at ``r``.
+
+The pipeline, for images 0..N-1 at the generator's resolution (image 0 the identity by default)::
+
+    prior = LatentPrior.of(G)
+    codes = [embed(G, img, lpips_model, prior=prior) for img in images]         # W+, then FS
+    labels = [parser.parse(img)[0] for img in images]
+    target = compose_target(labels, parser.label_set, mapping={"hair": 1})
+    result = composite(G, images, codes, labels, target, parser, lpips_model, mapping={"hair": 1})
+    result.image                                                                 # [1, 3, H, W]
+
+1. :func:`embed`: W+ by MSE + LPIPS (at 256) + a PCA-whitened latent prior; then FS, from
+   ``F_init = features(W+)``, with the paper's ``||F - F_init||^2`` term, which the official code
+   leaves out.
+2. :func:`align`: per image, the first codes of its W+ are optimised so that the face parser
+   sees the target labels in ``G(w)`` (cross-entropy), plus, for images that lend a region, a
+   masked Gram-matrix style loss keeping that region's look. Its F is the aligned structure.
+3. :func:`mix_structures` combines the embedded and aligned F of all images by the target
+   regions (dilated or eroded) at F's resolution; :func:`blend` finds the appearance
+   ``S = S_0 + sum_k u_k (S_k - S_0)``, ``u_k`` in [0, 1] per element, by masked LPIPS to
+   each image in its region.
+
+Defaults follow the official code: Adam at lr 0.01; 1100 W+ and 250 FS steps; LPIPS weight 1,
+MSE weight 1, prior weight 0.001, F weight 0.1; alignment 140 steps for the identity and 100
+for the others, style weight 4e4 on the first four ReLU outputs of the LPIPS network; blending
+400 steps; masks dilated or eroded by 5 pixels per 256. Noise is constant throughout (the
+official code draws new noise in every pass, so its results cannot be reproduced).
+
+``lpips_model`` is an ``lpips.LPIPS`` built with ``spatial=True`` (its distance map is averaged
+inside masks, and its backbone gives the style features).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Callable, Mapping, Optional, Sequence
+
+import torch
+import torch.nn.functional as F
+
+from .crop_paste import resize
+from .generator import Generator, ws_before
+from .segmentation import FaceParser, LabelSet
+from .target_mask import dilate, erode, label_owners
+
+__all__ = ["FSCode", "LatentPrior", "CompositeRegions", "CompositeResult", "default_fs_resolution", "masked_lpips", "masked_style_loss",
+           "embed", "align", "mix_structures", "blend", "composite"]
+
+Progress = Callable[[str, int, int, torch.Tensor], None]
+"""``progress(stage, step, total, image)``: called after each optimisation step with the current
+rendering [B, 3, H, W]; an exception raised in it (e.g. a user's cancel) stops the optimisation."""
+
+_SMOOTH_PER_256 = 5
+_STYLE_LAYERS = 4
+
+
+def default_fs_resolution(G: Generator) -> int:
+    """F's resolution: 32, as Barbershop at 1024, or a quarter of smaller generators' height."""
+    return min(32, G.img_resolution // 4)
+
+
+@dataclasses.dataclass
+class FSCode:
+    """A point of FS space: ``F [B, C, res, res*aspect]`` and the W+ codes ``ws [B, num_ws, w_dim]``
+    whose tail ``ws[:, ws_before(res):]`` is S (the head made F's initial value and is where
+    alignment starts)."""
+
+    F: torch.Tensor
+    ws: torch.Tensor
+    res: int
+
+    @property
+    def S(self) -> torch.Tensor:
+        """[B, num_ws - ws_before(res), w_dim]."""
+        return self.ws[:, ws_before(self.res):]
+
+    def render(self, G: Generator) -> torch.Tensor:
+        """[B, 3, H, W] in about [-1, 1], constant noise."""
+        return G.synthesis.resume(self.F, self.S, self.res, noise_mode="const")
+
+
+@dataclasses.dataclass
+class LatentPrior:
+    """A Gaussian model of W in the space before the mapping network's last leaky ReLU, whitened by
+    PCA (Barbershop's "P-norm" prior). ``mean [w_dim]``, ``components [w_dim, w_dim]`` (columns),
+    ``stdev [w_dim]``."""
+
+    mean: torch.Tensor
+    components: torch.Tensor
+    stdev: torch.Tensor
+
+    @classmethod
+    @torch.no_grad()
+    def of(cls, G: Generator, samples: int = 100_000, seed: int = 0, batch: int = 10_000) -> "LatentPrior":
+        """Fits the prior to ``samples`` mapped random z (seeded, so the same G gives the same prior)."""
+        if G.c_dim:
+            raise ValueError("the FS compositor supports unconditional generators only (this one has c_dim "
+                             f"= {G.c_dim})")
+        device = G.w_avg.device
+        gen = torch.Generator(device=device).manual_seed(seed)
+        total = torch.zeros(G.w_dim, dtype=torch.float64, device=device)
+        outer = torch.zeros(G.w_dim, G.w_dim, dtype=torch.float64, device=device)
+        for start in range(0, samples, batch):
+            z = torch.randn(min(batch, samples - start), G.z_dim, generator=gen, device=device)
+            p = F.leaky_relu(G.mapping(z)[:, 0], 5.0).double()
+            total += p.sum(0)
+            outer += p.t() @ p
+        mean = total / samples
+        cov = outer / samples - torch.outer(mean, mean)
+        var, components = torch.linalg.eigh(cov)
+        return cls(mean.float(), components.float(), var.clamp(min=1e-12).sqrt().float())
+
+    def loss(self, ws: torch.Tensor) -> torch.Tensor:
+        """Mean squared whitened coordinate of every code. ws: [B, num_ws, w_dim] -> [B]."""
+        p = (F.leaky_relu(ws, 5.0) - self.mean) @ self.components / self.stdev
+        return p.square().mean(dim=(1, 2))
+
+
+@dataclasses.dataclass
+class CompositeResult:
+    """The composite ``image [1, 3, H, W]``, its ``code`` (mixed F, blended S) and the target
+    label map it was aligned to."""
+
+    image: torch.Tensor
+    code: FSCode
+    target: torch.Tensor
+
+
+def _check_lpips(lpips_model) -> None:
+    if not getattr(lpips_model, "spatial", False):
+        raise ValueError("the FS compositor needs an lpips.LPIPS built with spatial=True (its distance map is "
+                         "averaged inside masks)")
+
+
+def _resize_masks(mask: torch.Tensor, size: Sequence[int]) -> torch.Tensor:
+    """[B, 1, H, W] -> [B, 1, *size], area-filtered when shrinking, clamped to [0, 1]."""
+    if tuple(mask.shape[-2:]) == tuple(size):
+        return mask
+    return resize(mask, size).clamp(0, 1)
+
+
+def masked_lpips(lpips_model, x: torch.Tensor, y: torch.Tensor, mask: Optional[torch.Tensor] = None) -> torch.Tensor:
+    """LPIPS distance averaged over ``mask``. x, y: [B, 3, H, W] in [-1, 1]; mask [B or 1, 1, H, W]
+    in 0..1 (None: everywhere). Returns [B]; 0 where the mask is empty."""
+    _check_lpips(lpips_model)
+    distance = lpips_model(x, y)  # [B, 1, H, W]
+    if mask is None:
+        return distance.mean(dim=(1, 2, 3))
+    mask = _resize_masks(mask.float(), distance.shape[-2:])
+    return (distance * mask).sum(dim=(1, 2, 3)) / mask.sum(dim=(1, 2, 3)).clamp(min=1e-8)
+
+
+def _style_features(lpips_model, x: torch.Tensor) -> list[torch.Tensor]:
+    return list(lpips_model.net(lpips_model.scaling_layer(x)))[:_STYLE_LAYERS]
+
+
+def _gram(features: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Gram matrix of masked features normalised by their size. [B, C, h, w] -> [B, C, C]."""
+    b, c, h, w = features.shape
+    f = (features * _resize_masks(mask, (h, w))).reshape(b, c, h * w)
+    return f @ f.transpose(1, 2) / (c * h * w)
+
+
+def masked_style_loss(lpips_model, x: torch.Tensor, x_mask: torch.Tensor, y: torch.Tensor,
+                      y_mask: torch.Tensor) -> torch.Tensor:
+    """Mean squared difference of masked Gram matrices over the first four ReLU outputs of the
+    LPIPS backbone (VGG16: relu1_2 ... relu4_3, as Barbershop's style loss).
+
+    x, y: [B, 3, H, W] in [-1, 1] (y is the reference, no gradient); masks [B or 1, 1, H, W]. Returns [B].
+    """
+    with torch.no_grad():
+        y_features = _style_features(lpips_model, y)
+    losses = [(_gram(fx, x_mask) - _gram(fy, y_mask)).square().mean(dim=(1, 2))
+              for fx, fy in zip(_style_features(lpips_model, x), y_features)]
+    return torch.stack(losses).mean(dim=0)
+
+
+def _check_images(G: Generator, images: torch.Tensor, what: str) -> None:
+    if images.ndim != 4 or images.shape[1] != 3 or tuple(images.shape[2:]) != (G.img_height, G.img_width):
+        raise ValueError(f"{what} must be [B, 3, {G.img_height}, {G.img_width}] in [-1, 1] (this generator's size; "
+                         f"resize or crop first), got {list(images.shape)}")
+
+
+def _lpips_size(G: Generator, lpips_size: int) -> tuple[int, int]:
+    scale = min(1.0, lpips_size / G.img_height)
+    return max(1, round(G.img_height * scale)), max(1, round(G.img_width * scale))
+
+
+def _report(progress: Optional[Progress], stage: str, step: int, total: int, image: torch.Tensor) -> None:
+    if progress is not None:
+        progress(stage, step, total, image.detach())
+
+
+def embed(G: Generator, images: torch.Tensor, lpips_model, *, res: Optional[int] = None,
+          prior: Optional[LatentPrior] = None, w_steps: int = 1100, fs_steps: int = 250, lr: float = 0.01,
+          mse_weight: float = 1.0, lpips_weight: float = 1.0, prior_weight: float = 0.001, f_weight: float = 0.1,
+          lpips_size: int = 256, progress: Optional[Progress] = None) -> FSCode:
+    """Embeds images in FS space: W+ first, then F and S.
+
+    images: [B, 3, H, W] in [-1, 1] at G's size. Both stages minimise ``mse_weight * MSE +
+    lpips_weight * LPIPS(at lpips_size)``, plus ``prior_weight * prior`` on W+, and in the FS
+    stage ``f_weight * mean((F - F_init)^2)``. Losses are summed over the batch, so each image is
+    embedded as if alone. Returns the FSCode (detached).
+    """
+    _check_images(G, images, "images")
+    _check_lpips(lpips_model)
+    res = default_fs_resolution(G) if res is None else res
+    prior = LatentPrior.of(G) if prior is None and prior_weight > 0 else prior
+    images = images.detach().float()
+    small = _lpips_size(G, lpips_size)
+    images_small = resize(images, small)
+
+    def reconstruction(img: torch.Tensor) -> torch.Tensor:
+        mse = (img - images).square().mean(dim=(1, 2, 3))
+        return mse_weight * mse + lpips_weight * masked_lpips(lpips_model, resize(img, small), images_small)
+
+    with torch.enable_grad():
+        ws = G.w_avg.detach().expand(images.shape[0], G.num_ws, G.w_dim).clone().requires_grad_()
+        optimizer = torch.optim.Adam([ws], lr=lr)
+        for step in range(w_steps):
+            img = G.synthesis(ws, noise_mode="const")
+            loss = reconstruction(img)
+            if prior_weight > 0:
+                loss = loss + prior_weight * prior.loss(ws)
+            optimizer.zero_grad(set_to_none=True)
+            loss.sum().backward()
+            optimizer.step()
+            _report(progress, "embed W+", step + 1, w_steps, img)
+
+        k = ws_before(res)
+        ws = ws.detach()
+        F_init, _ = G.synthesis.features(ws[:, :k], res, noise_mode="const")
+        F_code = F_init.clone().requires_grad_()
+        S = ws[:, k:].clone().requires_grad_()
+        optimizer = torch.optim.Adam([F_code, S], lr=lr)
+        for step in range(fs_steps):
+            img = G.synthesis.resume(F_code, S, res, noise_mode="const")
+            loss = reconstruction(img) + f_weight * (F_code - F_init).square().mean(dim=(1, 2, 3))
+            optimizer.zero_grad(set_to_none=True)
+            loss.sum().backward()
+            optimizer.step()
+            _report(progress, "embed FS", step + 1, fs_steps, img)
+    return FSCode(F_code.detach(), torch.cat([ws[:, :k], S.detach()], dim=1), res)
+
+
+def align(G: Generator, code: FSCode, target: torch.Tensor, parser: FaceParser, *, steps: int = 140,
+          lr: float = 0.01, align_codes: Optional[int] = None, lpips_model=None,
+          style_image: Optional[torch.Tensor] = None, style_mask: Optional[torch.Tensor] = None,
+          region: Optional[torch.Tensor] = None, style_weight: float = 4e4,
+          progress: Optional[Progress] = None) -> FSCode:
+    """Optimises ``code``'s first ``align_codes`` W+ codes so that ``parser(G(ws))`` shows ``target``.
+
+    target: [H, W] long, indices into ``parser.label_set`` (resized, nearest, to G's size).
+    ``align_codes`` defaults to all codes before F but the last (6 of 7 at 1024, as Barbershop).
+    With ``style_image`` [1, 3, H, W], ``style_mask`` (where its look is) and ``region`` (where
+    that look goes in the target), both [1, 1, H, W] in 0..1, a masked style loss (weight
+    ``style_weight``) keeps the region's texture. Returns the aligned code (detached): the new
+    ws, and F computed from it (the aligned structure).
+    """
+    k = ws_before(code.res)
+    align_codes = k - 1 if align_codes is None else align_codes
+    if not 1 <= align_codes <= k:
+        raise ValueError(f"align_codes must lie in 1..{k} (the codes before F at {code.res}), got {align_codes}")
+    use_style = style_image is not None
+    if use_style and (lpips_model is None or style_mask is None or region is None):
+        raise ValueError("the style loss needs lpips_model, style_image, style_mask and region together")
+    parser.label_set.check_labels(target)
+    target = F.interpolate(target[None, None].float(), size=(G.img_height, G.img_width), mode="nearest")[0].long()
+    target = target.to(code.ws.device).expand(code.ws.shape[0], -1, -1)
+    head = code.ws[:, :align_codes].detach().clone()
+    tail = code.ws[:, align_codes:].detach()
+    with torch.enable_grad():
+        head.requires_grad_()
+        optimizer = torch.optim.Adam([head], lr=lr)
+        for step in range(steps):
+            img = G.synthesis(torch.cat([head, tail], dim=1), noise_mode="const")
+            loss = F.cross_entropy(parser(img), target, reduction="none").mean(dim=(1, 2))
+            if use_style:
+                loss = loss + style_weight * masked_style_loss(lpips_model, img, region, style_image, style_mask)
+            optimizer.zero_grad(set_to_none=True)
+            loss.sum().backward()
+            optimizer.step()
+            _report(progress, "align", step + 1, steps, img)
+    ws = torch.cat([head.detach(), tail], dim=1)
+    with torch.no_grad():
+        aligned, _ = G.synthesis.features(ws[:, :k], code.res, noise_mode="const")
+    return FSCode(aligned, ws, code.res)
+
+
+def _as_mask(region: torch.Tensor) -> torch.Tensor:
+    """[H, W] bool -> [1, 1, H, W] float."""
+    return region.float()[None, None]
+
+
+@dataclasses.dataclass
+class CompositeRegions:
+    """Masks [1, 1, H, W] float at the target's resolution. ``changed``: where the default image's
+    structure changes (regions others lend, and its own labels others replace). Per lending image
+    k: ``target[k]``, k's region in the target, and ``own[k]``, the part of it where k's image has
+    those labels too."""
+
+    changed: torch.Tensor
+    target: dict[int, torch.Tensor]
+    own: dict[int, torch.Tensor]
+
+    @classmethod
+    def of(cls, label_maps: Sequence[torch.Tensor], target: torch.Tensor, label_set: LabelSet,
+           mapping: Mapping[str, int], default_source: int) -> "CompositeRegions":
+        """label_maps: [h, w] long per image (resized, nearest, to the target's size); target: [H, W] long."""
+        owners = label_owners(label_set, mapping, default_source, len(label_maps)).to(target.device)
+        size = tuple(target.shape)
+
+        def owner_map(i: int) -> torch.Tensor:
+            labels = label_maps[i].to(target.device)
+            label_set.check_labels(labels)
+            if tuple(labels.shape) != size:
+                labels = F.interpolate(labels[None, None].float(), size=size, mode="nearest")[0, 0].long()
+            return owners[labels]
+
+        lenders = sorted(set(owners.tolist()) - {default_source})
+        in_target = {k: owners[target] == k for k in lenders}
+        changed = owner_map(default_source) != default_source
+        for k in lenders:
+            changed = changed | in_target[k]
+        return cls(_as_mask(changed), {k: _as_mask(in_target[k]) for k in lenders},
+                   {k: _as_mask(in_target[k] & (owner_map(k) == k)) for k in lenders})
+
+
+def mix_structures(embedded: Sequence[torch.Tensor], aligned: Sequence[torch.Tensor], regions: CompositeRegions,
+                   default_source: int, radius: int) -> torch.Tensor:
+    """Barbershop's structure mix at F's resolution, all F [1, C, r, r]:
+
+    start from the default image's aligned F; outside its ``changed`` area (dilated) use its
+    embedded F; then for each lending image k, its aligned F inside its target region (eroded),
+    and its embedded F where its own labels already lie there (eroded). Masks are dilated or
+    eroded by ``radius`` pixels at image resolution, then area-filtered down to F's size.
+    """
+    size = embedded[default_source].shape[-2:]
+
+    def down(m: torch.Tensor) -> torch.Tensor:
+        return _resize_masks(m, size).to(embedded[default_source].device)
+
+    keep = 1 - down(dilate(regions.changed, radius))
+    mixed = torch.lerp(aligned[default_source], embedded[default_source], keep)
+    for k in regions.target:
+        mixed = torch.lerp(mixed, aligned[k], down(erode(regions.target[k], radius)))
+        mixed = torch.lerp(mixed, embedded[k], down(erode(regions.own[k], radius)))
+    return mixed
+
+
+def blend(G: Generator, F_mixed: torch.Tensor, codes: Sequence[FSCode], images: Sequence[torch.Tensor],
+          masks: Sequence[Optional[torch.Tensor]], default_source: int, lpips_model, *, steps: int = 400,
+          lr: float = 0.01, lpips_size: int = 256, progress: Optional[Progress] = None) -> torch.Tensor:
+    """Finds ``S = S_d + sum_k u_k (S_k - S_d)`` (d = default_source, k the other images with a
+    mask, ``u_k [num_S, w_dim]`` in [0, 1], starting at 0) minimising the sum over images i of
+    LPIPS to ``images[i]`` inside ``masks[i]`` ([1, 1, H, W]; None: image i takes no part).
+    Returns S [1, num_S, w_dim] (detached)."""
+    _check_lpips(lpips_model)
+    small = _lpips_size(G, lpips_size)
+    refs = {i: (resize(images[i].float(), small), m) for i, m in enumerate(masks) if m is not None}
+    S_default = codes[default_source].S.detach()
+    lenders = [k for k in range(len(codes)) if k != default_source and masks[k] is not None]
+    if not lenders:
+        raise ValueError("blend needs at least one image besides the default one with a mask")
+    directions = torch.stack([codes[k].S.detach() - S_default for k in lenders])  # [K, 1, num_S, w_dim]
+    with torch.enable_grad():
+        u = torch.zeros(directions.shape[0], *directions.shape[2:], device=S_default.device, requires_grad=True)
+        optimizer = torch.optim.Adam([u], lr=lr)
+        for step in range(steps):
+            S = S_default + (u.unsqueeze(1) * directions).sum(dim=0)
+            img = G.synthesis.resume(F_mixed, S, codes[default_source].res, noise_mode="const")
+            img_small = resize(img, small)
+            loss = sum(masked_lpips(lpips_model, img_small, ref, mask).sum() for ref, mask in refs.values())
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            with torch.no_grad():
+                u.clamp_(0, 1)
+            _report(progress, "blend", step + 1, steps, img)
+    return (S_default + (u.detach().unsqueeze(1) * directions).sum(dim=0))
+
+
+def composite(G: Generator, images: Sequence[torch.Tensor], codes: Sequence[FSCode],
+              label_maps: Sequence[torch.Tensor], target: torch.Tensor, parser: FaceParser, lpips_model,
+              mapping: Mapping[str, int], default_source: int = 0, *, align_steps: int = 140,
+              lender_align_steps: int = 100, blend_steps: int = 400, lr: float = 0.01, style_weight: float = 4e4,
+              smooth: int = _SMOOTH_PER_256, lpips_size: int = 256,
+              progress: Optional[Progress] = None) -> CompositeResult:
+    """Aligns, mixes and blends the embedded ``images`` into one composite showing ``target``.
+
+    images: [1, 3, H, W] each, at G's size; codes: their :func:`embed` results; label_maps: [H', W']
+    long each (what the target was composed from, in ``parser.label_set``); target: [H', W'] long
+    (:func:`~insetgan_ops.target_mask.compose_target` with the same ``mapping``/``default_source``).
+    ``smooth`` is the dilation/erosion radius in pixels per 256 of image height.
+    """
+    if not (len(images) == len(codes) == len(label_maps)) or len(images) < 2:
+        raise ValueError(f"need one code and one label map per image, for at least two images; got "
+                         f"{len(images)} images, {len(codes)} codes, {len(label_maps)} label maps")
+    for i, img in enumerate(images):
+        _check_images(G, img, f"images[{i}]")
+        if img.shape[0] != 1 or codes[i].ws.shape[0] != 1:
+            raise ValueError(f"images[{i}] and its code must hold one image (batch 1)")
+    parser.label_set.check_labels(target)
+    target_full = F.interpolate(target[None, None].float(), size=(G.img_height, G.img_width),
+                                mode="nearest")[0, 0].long()
+    regions = CompositeRegions.of(label_maps, target_full, parser.label_set, mapping, default_source)
+    radius = max(1, math.ceil(smooth * G.img_height / 256))
+
+    aligned = []
+    for i, (img, code) in enumerate(zip(images, codes)):
+        if i == default_source:
+            aligned.append(align(G, code, target, parser, steps=align_steps, lr=lr, progress=progress).F)
+        elif i in regions.target:
+            aligned.append(align(G, code, target, parser, steps=lender_align_steps, lr=lr, lpips_model=lpips_model,
+                                 style_image=img, style_mask=regions.own[i], region=regions.target[i],
+                                 style_weight=style_weight, progress=progress).F)
+        else:
+            aligned.append(code.F)  # lends no label: its structure is not used
+    F_mixed = mix_structures([c.F for c in codes], aligned, regions, default_source, radius)
+
+    masks: list[Optional[torch.Tensor]] = [None] * len(images)
+    masks[default_source] = 1 - dilate(regions.changed, radius)
+    for k in regions.target:
+        masks[k] = erode(regions.own[k], radius)
+    S = blend(G, F_mixed, codes, images, masks, default_source, lpips_model, steps=blend_steps, lr=lr,
+              lpips_size=lpips_size, progress=progress)
+    base = codes[default_source]
+    code = FSCode(F_mixed, torch.cat([base.ws[:, :ws_before(base.res)], S], dim=1), base.res)
+    with torch.no_grad():
+        image = code.render(G)
+    return CompositeResult(image, code, target)
