@@ -145,39 +145,31 @@ def normalize_2nd_moment(x: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
     return x * (x.square().mean(dim=1, keepdim=True) + eps).rsqrt()
 
 
-def _fir_kernel_1d(device=None, dtype=torch.float32) -> torch.Tensor:
-    """The separable [1, 3, 3, 1] resampling filter, normalised so its 2-D outer product sums to 1."""
-    return torch.tensor([1.0, 3.0, 3.0, 1.0], device=device, dtype=dtype) / 8.0
+def _fir_kernel_2d(channels: int, gain: float, device, dtype) -> torch.Tensor:
+    """The [1,3,3,1] x [1,3,3,1] resampling filter as a depthwise conv weight [channels, 1, 4, 4],
+    normalised to sum to ``gain``."""
+    k = torch.tensor([1.0, 3.0, 3.0, 1.0], device=device, dtype=dtype)
+    k = k.outer(k) * (gain / 64.0)
+    return k.view(1, 1, 4, 4).expand(channels, 1, 4, 4)
 
 
-def fir_filter_pad1(x: torch.Tensor, gain: float = 4.0) -> torch.Tensor:
-    """Depthwise [1,3,3,1] x [1,3,3,1] FIR filter with padding 1, as two 1-D passes.
+def fir_filter_pad1(x: torch.Tensor, gain: float = 1.0) -> torch.Tensor:
+    """Depthwise [1,3,3,1] x [1,3,3,1] FIR filter with zero padding 1 (one 4x4 depthwise conv,
+    faster on CPUs than two 1-D passes).
 
-    x: [B, C, H, W] -> [B, C, H - 1, W - 1] (the 4-tap filter shrinks each side by 3, pad adds 2).
-    ``gain`` multiplies the 2-D filter (4 after a stride-2 transposed convolution).
+    x: [B, C, H, W] -> [B, C, H - 1, W - 1]. ``gain`` multiplies the filter (4 after a stride-2
+    transposed convolution, unless the caller folds it in elsewhere).
     """
-    c = x.shape[1]
-    k = _fir_kernel_1d(x.device, x.dtype) * math.sqrt(gain)
-    x = F.pad(x, (1, 1, 1, 1))
-    x = F.conv2d(x, k.view(1, 1, 1, 4).expand(c, 1, 1, 4), groups=c)
-    return F.conv2d(x, k.view(1, 1, 4, 1).expand(c, 1, 4, 1), groups=c)
+    return F.conv2d(x, _fir_kernel_2d(x.shape[1], gain, x.device, x.dtype), padding=1, groups=x.shape[1])
 
 
 def upsample2d(img: torch.Tensor) -> torch.Tensor:
-    """2x up-sampling with the [1,3,3,1] filter (gain 4), as a depthwise stride-2 transposed conv.
+    """2x up-sampling with the [1,3,3,1] filter (gain 4), as one depthwise stride-2 transposed conv.
 
     Equivalent to zero-stuffing, padding (2, 1) and filtering. img: [B, C, H, W] -> [B, C, 2H, 2W].
     """
     c = img.shape[1]
-    k = _fir_kernel_1d(img.device, img.dtype) * 2.0
-    img = F.conv_transpose2d(img, k.view(1, 1, 1, 4).expand(c, 1, 1, 4), stride=(1, 2), padding=(0, 1), groups=c)
-    return F.conv_transpose2d(img, k.view(1, 1, 4, 1).expand(c, 1, 4, 1), stride=(2, 1), padding=(1, 0), groups=c)
-
-
-def bias_lrelu(x: torch.Tensor, bias: torch.Tensor, gain: float, clamp: Optional[float]) -> torch.Tensor:
-    """``clamp(lrelu(x + bias) * gain)`` with slope 0.2; x: [B, C, H, W], bias: [C]."""
-    x = F.leaky_relu(x + bias.view(1, -1, 1, 1), _LRELU_SLOPE) * gain
-    return x.clamp(-clamp, clamp) if clamp is not None else x
+    return F.conv_transpose2d(img, _fir_kernel_2d(c, 4.0, img.device, img.dtype), stride=2, padding=1, groups=c)
 
 
 class FullyConnected(nn.Module):
@@ -246,35 +238,44 @@ class MappingNetwork(nn.Module):
         return ws
 
 
-def modulated_conv2d(x: torch.Tensor, weight: torch.Tensor, styles: torch.Tensor, *, demodulate: bool,
-                     up: bool = False, padding: int = 0, prenormalize: bool = False) -> torch.Tensor:
-    """StyleGAN2's modulated convolution, applied by scaling activations (mathematically the same as
-    scaling per-sample weights, and one batched convolution instead of a grouped one).
+def modulated_conv3x3(x: torch.Tensor, weight: torch.Tensor, styles: torch.Tensor, *, up: bool) -> torch.Tensor:
+    """StyleGAN2's modulated 3x3 convolution before demodulation, applied by scaling activations
+    (mathematically the same as scaling per-sample weights, and one batched convolution instead of
+    a grouped one, whose backward pass would also need the gradient of the modulated weights).
 
-    x: [B, I, H, W], weight: [O, I, k, k], styles: [B, I] -> [B, O, H', W'] with H' = H, or
-    H' = 2H when ``up`` (stride-2 transposed conv on the unflipped weight, then the FIR filter).
-    ``prenormalize`` rescales weight and styles first, as NVIDIA does in float16 blocks.
+    x: [B, I, H, W], weight: [O, I, 3, 3], styles: [B, I] -> [B, O, H', W'] with H' = H, or
+    H' = 2H when ``up``: stride-2 transposed conv on the unflipped weight, then the FIR filter with
+    gain 1 (the caller folds the up-sampling gain of 4 into its output scale).
     """
-    if prenormalize and demodulate:
-        weight = weight * (1 / math.sqrt(weight[0].numel()) / weight.norm(float("inf"), dim=[1, 2, 3], keepdim=True))
-        styles = styles / styles.norm(float("inf"), dim=1, keepdim=True)
+    x = x * styles.to(x.dtype)[:, :, None, None]
     weight = weight.to(x.dtype)
-    styles = styles.to(x.dtype)
-    x = x * styles.unsqueeze(-1).unsqueeze(-1)
     if up:
-        x = F.conv_transpose2d(x, weight.transpose(0, 1), stride=2)
-        x = fir_filter_pad1(x, gain=4.0)
-    else:
-        x = F.conv2d(x, weight, padding=padding)
-    if demodulate:
-        # sum over (I, k, k) of (w * s)^2 = (s^2) @ sum_k(w^2)^T
-        dcoefs = (styles.float().square() @ weight.float().square().sum(dim=[2, 3]).t() + 1e-8).rsqrt()
-        x = x * dcoefs.to(x.dtype).unsqueeze(-1).unsqueeze(-1)
-    return x
+        return fir_filter_pad1(F.conv_transpose2d(x, weight.transpose(0, 1), stride=2))
+    return F.conv2d(x, weight, padding=1)
+
+
+def demodulation_coefficients(weight: torch.Tensor, styles: torch.Tensor) -> torch.Tensor:
+    """``rsqrt(sum over (i, kh, kw) of (weight[o, i] * styles[b, i])^2 + 1e-8)`` in float32.
+
+    weight: [O, I, k, k], styles: [B, I] -> [B, O].
+    """
+    return (styles.float().square() @ weight.float().square().sum(dim=[2, 3]).t() + 1e-8).rsqrt()
+
+
+def prenormalize_for_half(weight: torch.Tensor, styles: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Rescales weight [O, I, k, k] and styles [B, I] as NVIDIA does before float16 demodulated
+    convolutions, so that activations stay within float16's range; demodulation cancels the scale."""
+    weight = weight * (1 / math.sqrt(weight[0].numel()) / weight.norm(float("inf"), dim=[1, 2, 3], keepdim=True))
+    return weight, styles / styles.norm(float("inf"), dim=1, keepdim=True)
 
 
 class SynthesisLayer(nn.Module):
-    """Modulated 3x3 conv + noise + bias + lrelu. x: [B, I, h, w] -> [B, O, h', w'] (h' = 2h if up)."""
+    """Modulated 3x3 conv + noise + bias + lrelu. x: [B, I, h, w] -> [B, O, h', w'] (h' = 2h if up).
+
+    ``clamp(lrelu(demod * conv(x) + noise + bias) * sqrt(2))`` is computed as
+    ``clamp(lrelu(conv(x) * (sqrt(2) * demod) + sqrt(2) * (bias + noise)))`` (lrelu commutes with
+    a positive gain): one fused multiply-add and in-place steps instead of five full-size passes.
+    """
 
     def __init__(self, in_channels: int, out_channels: int, w_dim: int, shape: tuple[int, int], *,
                  up: bool, conv_clamp: Optional[float]):
@@ -289,21 +290,33 @@ class SynthesisLayer(nn.Module):
 
     def forward(self, x: torch.Tensor, w: torch.Tensor, noise_mode: NoiseMode = "const",
                 prenormalize: bool = False) -> torch.Tensor:
-        styles = self.affine(w)
-        x = modulated_conv2d(x, self.weight, styles, demodulate=True, up=self.up, padding=1,
-                             prenormalize=prenormalize)
-        if noise_mode == "const":
-            x = x + (self.noise_const * self.noise_strength).to(x.dtype)
-        elif noise_mode == "random":
-            noise = torch.randn([x.shape[0], 1, x.shape[2], x.shape[3]], device=x.device, dtype=x.dtype)
-            x = x + noise * self.noise_strength.to(x.dtype)
-        elif noise_mode != "none":
+        if noise_mode not in NOISE_MODES:
             raise ValueError(f"noise_mode must be one of {NOISE_MODES}, got {noise_mode!r}")
-        return bias_lrelu(x, self.bias.to(x.dtype), _SQRT2, self.conv_clamp)
+        styles = self.affine(w)
+        weight = self.weight
+        if prenormalize:
+            weight, styles = prenormalize_for_half(weight, styles)
+        scale = demodulation_coefficients(weight, styles) * (_SQRT2 * (4.0 if self.up else 1.0))  # [B, O]
+        x = modulated_conv3x3(x, weight, styles, up=self.up)
+        dtype = x.dtype
+        x = torch.addcmul((self.bias * _SQRT2).to(dtype).view(1, -1, 1, 1), x, scale.to(dtype)[:, :, None, None])
+        if noise_mode == "const":
+            x = x.add_((self.noise_const * (self.noise_strength * _SQRT2)).to(dtype))
+        elif noise_mode == "random":
+            noise = torch.randn([x.shape[0], 1, x.shape[2], x.shape[3]], device=x.device, dtype=dtype)
+            x = x.add_(noise * (self.noise_strength * _SQRT2).to(dtype))
+        x = F.leaky_relu(x, _LRELU_SLOPE, inplace=True)
+        if self.conv_clamp is not None:
+            x = x.clamp(-self.conv_clamp, self.conv_clamp)
+        return x
 
 
 class ToRGBLayer(nn.Module):
-    """Modulated 1x1 conv without demodulation. x: [B, I, h, w] -> [B, img_channels, h, w]."""
+    """Modulated 1x1 conv without demodulation. x: [B, I, h, w] -> [B, img_channels, h, w].
+
+    The styles scale the small per-sample weight [B, img_channels, I] rather than the activations,
+    and one batched matrix product adds the bias.
+    """
 
     def __init__(self, in_channels: int, out_channels: int, w_dim: int, conv_clamp: Optional[float]):
         super().__init__()
@@ -314,10 +327,11 @@ class ToRGBLayer(nn.Module):
         self.weight_gain = 1 / math.sqrt(in_channels)
 
     def forward(self, x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
-        styles = self.affine(w) * self.weight_gain
-        x = modulated_conv2d(x, self.weight, styles, demodulate=False)
-        x = x + self.bias.to(x.dtype).view(1, -1, 1, 1)
-        return x.clamp(-self.conv_clamp, self.conv_clamp) if self.conv_clamp is not None else x
+        b, _, h, wd = x.shape
+        styles = (self.affine(w) * self.weight_gain).to(x.dtype)  # [B, I]
+        weight = self.weight.to(x.dtype).flatten(1).unsqueeze(0) * styles.unsqueeze(1)  # [B, C, I]
+        y = torch.baddbmm(self.bias.to(x.dtype).view(1, -1, 1), weight, x.flatten(2)).view(b, -1, h, wd)
+        return y.clamp(-self.conv_clamp, self.conv_clamp) if self.conv_clamp is not None else y
 
 
 class SynthesisBlock(nn.Module):

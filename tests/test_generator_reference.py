@@ -23,6 +23,7 @@ DATA = Path(__file__).parent / "data" / "reference"
 NAMES = ["ada_64_fp16res4_clamp256", "ada_32_cond5_clamp1", "human_64x32_fp16res2"]
 WS_TOL = 1e-4
 IMG_TOL = 1e-3
+GRAD_RTOL = 1e-4  # of the largest gradient entry
 
 
 def load_case(name: str) -> tuple[Generator, dict[str, torch.Tensor], dict[str, str]]:
@@ -68,6 +69,16 @@ def test_generator_end_to_end_matches_reference(name):
         img = G(exp["z"], labels(exp), truncation_psi=float(meta["truncation_psi"]),
                 truncation_cutoff=int(meta["truncation_cutoff"]), noise_mode="const")
     assert max_diff(img, exp["img_g"]) <= IMG_TOL
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_synthesis_gradient_matches_reference(name):
+    """d mean(img^2) / d ws: the backward pass that latent optimisation relies on."""
+    G, exp, _ = load_case(name)
+    ws = exp["ws_plus"].clone().requires_grad_(True)
+    G.synthesis(ws, noise_mode="const").square().mean().backward()
+    expected = exp["grad_ws_plus"]
+    assert max_diff(ws.grad, expected) <= GRAD_RTOL * expected.abs().max().item()
 
 
 def test_reference_data_exercise_the_clamp():
