@@ -13,6 +13,7 @@ The pipeline, for images 0..N-1 at the generator's resolution (image 0 the ident
     target = compose_target(labels, parser.label_set, mapping={"hair": 1})
     result = composite(G, images, codes, labels, target, parser, lpips_model, mapping={"hair": 1})
     result.image                                                                 # [1, 3, H, W]
+    final = paste_back(result.image, images[0], result.changed)                 # original outside the edit
 
 1. :func:`embed`: W+ by MSE + LPIPS (at 256) + a PCA-whitened latent prior; then FS, from
    ``F_init = features(W+)``, with the paper's ``||F - F_init||^2`` term, which the official code
@@ -23,7 +24,8 @@ The pipeline, for images 0..N-1 at the generator's resolution (image 0 the ident
 3. :func:`mix_structures` combines the embedded and aligned F of all images by the target
    regions (dilated or eroded) at F's resolution; :func:`blend` finds the appearance
    ``S = S_0 + sum_k u_k (S_k - S_0)``, ``u_k`` in [0, 1] per element, by masked LPIPS to
-   each image in its region.
+   each image in its region. :func:`paste_back` then restores the original pixels away from the
+   edited area, with a feathered seam.
 
 Defaults follow the official code: Adam at lr 0.01; 1100 W+ and 250 FS steps; LPIPS weight 1,
 MSE weight 1, prior weight 0.001, F weight 0.1; alignment 140 steps for the identity and 100
@@ -47,10 +49,10 @@ import torch.nn.functional as F
 from .crop_paste import resize
 from .generator import Generator, ws_before
 from .segmentation import FaceParser, LabelSet
-from .target_mask import dilate, erode, label_owners
+from .target_mask import dilate, erode, feather, label_owners
 
 __all__ = ["FSCode", "LatentPrior", "CompositeRegions", "CompositeResult", "default_fs_resolution", "masked_lpips", "masked_style_loss",
-           "embed", "align", "mix_structures", "blend", "composite"]
+           "embed", "align", "mix_structures", "blend", "composite", "paste_back"]
 
 Progress = Callable[[str, int, int, torch.Tensor], None]
 """``progress(stage, step, total, image)``: called after each optimisation step with the current
@@ -124,12 +126,14 @@ class LatentPrior:
 
 @dataclasses.dataclass
 class CompositeResult:
-    """The composite ``image [1, 3, H, W]``, its ``code`` (mixed F, blended S) and the target
-    label map it was aligned to."""
+    """The composite ``image [1, 3, H, W]``, its ``code`` (mixed F, blended S), the ``target``
+    label map it was aligned to and ``changed [1, 1, H, W]``, where it departs from the default
+    image by design (for :func:`paste_back`)."""
 
     image: torch.Tensor
     code: FSCode
     target: torch.Tensor
+    changed: torch.Tensor
 
 
 def _check_lpips(lpips_model) -> None:
@@ -434,4 +438,20 @@ def composite(G: Generator, images: Sequence[torch.Tensor], codes: Sequence[FSCo
     code = FSCode(F_mixed, torch.cat([base.ws[:, :ws_before(base.res)], S], dim=1), base.res)
     with torch.no_grad():
         image = code.render(G)
-    return CompositeResult(image, code, target)
+    return CompositeResult(image, code, target, regions.changed)
+
+
+def paste_back(result: torch.Tensor, original: torch.Tensor, changed: torch.Tensor, *, grow: int = 8,
+               soften: int = 8) -> torch.Tensor:
+    """Keeps the original pixels away from the edited area, so the identity stays exact there.
+
+    result, original: [B, 3, H, W]; changed: [B or 1, 1, H', W'] in 0..1 (resized to H, W). The
+    composite is used inside ``changed`` grown by ``grow`` pixels, faded out over about
+    ``soften`` pixels (a Gaussian feather); the original elsewhere. Returns [B, 3, H, W].
+    """
+    if result.shape != original.shape or result.ndim != 4:
+        raise ValueError(f"result and original must be images of one shape [B, 3, H, W], got "
+                         f"{list(result.shape)} and {list(original.shape)}")
+    weight = _resize_masks(changed.float().to(result.device), result.shape[-2:])
+    weight = feather(dilate(weight, grow), soften).clamp(0, 1)
+    return torch.lerp(original, result, weight)

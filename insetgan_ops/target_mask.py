@@ -40,7 +40,7 @@ import torch.nn.functional as F
 from .segmentation import LabelSet
 
 __all__ = ["DEFAULT_FILL_LABELS", "labels_from_masks", "to_label_map", "label_owners", "compose_target", "fill_holes",
-           "dilate", "erode"]
+           "dilate", "erode", "feather"]
 
 DEFAULT_FILL_LABELS = ("background", "skin", "neck", "cloth")
 
@@ -245,3 +245,17 @@ def dilate(mask: torch.Tensor, radius: int) -> torch.Tensor:
 def erode(mask: torch.Tensor, radius: int) -> torch.Tensor:
     """Grey-scale erosion by a (2r+1)x(2r+1) square; shapes as :func:`dilate`."""
     return -dilate(-mask.float(), radius)
+
+
+def feather(mask: torch.Tensor, radius: int) -> torch.Tensor:
+    """Softens mask edges with a Gaussian of standard deviation ``radius / 2`` (kernel 2r+1, edge
+    pixels repeated outside). Shapes as :func:`dilate`; values stay in the input's range."""
+    if radius <= 0:
+        return mask.float()
+    x, shape = _as_4d(mask)
+    taps = torch.arange(-radius, radius + 1, dtype=torch.float32, device=x.device)
+    kernel = torch.exp(-0.5 * (taps / (radius / 2)) ** 2)
+    kernel = kernel / kernel.sum()
+    x = F.conv2d(F.pad(x, (radius, radius, 0, 0), mode="replicate"), kernel.view(1, 1, 1, -1))
+    x = F.conv2d(F.pad(x, (0, 0, radius, radius), mode="replicate"), kernel.view(1, 1, -1, 1))
+    return x.reshape(shape)

@@ -10,7 +10,7 @@ import torch.nn.functional as F
 
 from insetgan_ops.fs_compositor import (CompositeRegions, FSCode, LatentPrior, align, blend, composite,
                                         default_fs_resolution, embed, masked_lpips, masked_style_loss,
-                                        mix_structures)
+                                        mix_structures, paste_back)
 from insetgan_ops.generator import ws_before
 from insetgan_ops.segmentation import FaceParser, LabelSet
 from insetgan_ops.target_mask import compose_target
@@ -188,6 +188,21 @@ def test_composite_runs_end_to_end(G, lpips_model, prior):
                        lender_align_steps=2, blend_steps=2, progress=lambda stage, *_: seen.append(stage))
     assert result.image.shape == (1, 3, 64, 64) and torch.isfinite(result.image).all()
     assert result.code.F.shape == (1, 32, 16, 16) and torch.equal(result.target, target)
+    assert torch.equal(result.changed[0, 0] > 0, (label_maps[0] == 2) | (target == 2))
     assert seen == ["align"] * 4 + ["blend"] * 2
     with pytest.raises(ValueError, match="images\\[1\\] must be \\[B, 3, 64, 64\\]"):
         composite(G, [images[0], images[1][..., :32]], codes, label_maps, target, parser, lpips_model, {"hair": 1})
+
+
+def test_paste_back_keeps_the_original_away_from_the_edit():
+    original, result = torch.zeros(1, 3, 64, 64), torch.ones(1, 3, 64, 64)
+    changed = torch.zeros(1, 1, 64, 64)
+    changed[..., 16:32, 16:32] = 1
+    out = paste_back(result, original, changed, grow=4, soften=4)
+    assert (out[..., 16:32, 16:32] > 1 - 1e-6).all()                      # the edit, grown by 4, feathered by 4
+    assert (out[..., 40:, :] == 0).all() and (out[..., :, 40:] == 0).all()  # beyond: the original
+    assert ((out > 0) & (out < 1)).any()                                  # a soft seam between
+    half = paste_back(result, original, changed[..., ::2, ::2], grow=4, soften=4)  # masks of any size
+    assert (half - out).abs().max() < 0.1
+    with pytest.raises(ValueError, match="one shape"):
+        paste_back(result[..., :32], original, changed)

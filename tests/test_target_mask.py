@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from insetgan_ops.segmentation import BARBERSHOP_16, LabelSet
-from insetgan_ops.target_mask import compose_target, dilate, erode, fill_holes, labels_from_masks, to_label_map
+from insetgan_ops.target_mask import (compose_target, dilate, erode, feather, fill_holes, labels_from_masks,
+                                      to_label_map)
 
 BG, SKIN, EYES, HAIR, HAT, NECK, CLOTH = (BARBERSHOP_16.index(n) for n in
                                           ("background", "skin", "eyes", "hair", "hat", "neck", "cloth"))
@@ -139,3 +140,15 @@ def test_dilate_and_erode():
     soft = torch.rand(2, 1, 8, 8)
     assert (dilate(soft, 1) >= soft).all() and (erode(soft, 1) <= soft).all()
     assert torch.equal(dilate(soft, 0), soft)
+
+
+def test_feather_softens_edges_only():
+    mask = torch.zeros(1, 1, 16, 32)
+    mask[..., 16:] = 1
+    soft = feather(mask, 4)
+    assert soft.shape == mask.shape and soft.min() >= 0 and soft.max() <= 1
+    assert (soft[..., :12] == 0).all() and (soft[..., 20:] > 1 - 1e-6).all()   # beyond the kernel: unchanged
+    assert 0.3 < soft[0, 0, 8, 15].item() < 0.5 < soft[0, 0, 8, 16].item() < 0.7
+    assert soft[0, 0, 8, 15].item() + soft[0, 0, 8, 16].item() == pytest.approx(1.0)  # symmetric about the edge
+    assert torch.equal(soft[..., 0, :], soft[..., 15, :])                   # no artefacts at the image border
+    assert torch.equal(feather(mask, 0), mask)
