@@ -1,0 +1,91 @@
+"""Time per optimisation step of each Barbershop stage, and the projected time of a composite.
+
+Random weights throughout (a generator of the chosen layout, BiSeNet with 16 classes, LPIPS with
+a random backbone): the work per step is that of the real models. Two images, hair from image 1.
+
+    python bench/bench_fs_compositor.py --config ffhq1024 --device cuda
+    python bench/bench_fs_compositor.py --config small64 --steps 3           # a quick CPU run
+
+The official code needs about 4 minutes per composite on an RTX 3090 and 10-15 on a T4
+(users' reports), for 1100 + 250 embedding steps per image, 140 + 100 alignment steps and 400
+blending steps; the projection below uses the same counts.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+import warnings
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from insetgan_ops import fs_compositor as fs  # noqa: E402
+from insetgan_ops.generator import Generator, GeneratorConfig  # noqa: E402
+from insetgan_ops.segmentation import BARBERSHOP_16, BiSeNetFaceParser  # noqa: E402
+from insetgan_ops.target_mask import compose_target  # noqa: E402
+
+CONFIGS = {
+    "ffhq1024": GeneratorConfig(img_resolution=1024, channel_base=32768, channel_max=512),
+    "paper256": GeneratorConfig(img_resolution=256, channel_base=16384, channel_max=512),
+    "small64": GeneratorConfig(z_dim=64, w_dim=64, img_resolution=64, channel_base=2048, channel_max=64,
+                               mapping_layers=2),
+}
+DEFAULT_STEPS = {"embed W+": 1100, "embed FS": 250, "align": 240, "blend": 400}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--config", choices=sorted(CONFIGS), default="ffhq1024")
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--steps", type=int, default=10, help="timed steps per stage")
+    parser.add_argument("--lpips-net", default="vgg", choices=["vgg", "alex"])
+    args = parser.parse_args()
+    device = torch.device(args.device)
+
+    import lpips
+    warnings.filterwarnings("ignore", category=UserWarning)
+    torch.manual_seed(0)
+    G = Generator(CONFIGS[args.config]).to(device).eval().requires_grad_(False)
+    face_parser = BiSeNetFaceParser(BARBERSHOP_16).to(device).eval().requires_grad_(False)
+    lpips_model = lpips.LPIPS(net=args.lpips_net, pretrained=True, pnet_rand=True, spatial=True,
+                              verbose=False).to(device).eval().requires_grad_(False)
+    prior = fs.LatentPrior.of(G, samples=20_000)
+    images = [G.synthesis(G.mapping(torch.randn(1, G.z_dim, device=device))) for _ in range(2)]
+    with torch.no_grad():
+        labels = [face_parser.parse(img)[0] for img in images]
+    labels[1][: labels[1].shape[0] // 4] = BARBERSHOP_16.index("hair")
+    target = compose_target(labels, BARBERSHOP_16, mapping={"hair": 1})
+
+    times: dict[str, list[float]] = {}
+    last = [time.perf_counter()]
+
+    def progress(stage: str, step: int, total: int, image: torch.Tensor) -> None:
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        now = time.perf_counter()
+        if step > 1:  # the first step of a stage includes its set-up
+            times.setdefault("align" if stage == "align" else stage, []).append(now - last[0])
+        last[0] = now
+
+    codes = [fs.embed(G, img, lpips_model, prior=prior, w_steps=args.steps, fs_steps=args.steps, progress=progress)
+             for img in images]
+    fs.composite(G, images, codes, labels, target, face_parser, lpips_model, {"hair": 1}, align_steps=args.steps,
+                 lender_align_steps=args.steps, blend_steps=args.steps, progress=progress)
+
+    print(f"{args.config} on {device} ({torch.cuda.get_device_name(device) if device.type == 'cuda' else 'CPU'}), "
+          f"LPIPS {args.lpips_net}")
+    total = 0.0
+    for stage, steps in DEFAULT_STEPS.items():
+        per_step = sorted(times[stage])[len(times[stage]) // 2]
+        images_in_stage = 2 if stage.startswith("embed") else 1
+        projected = per_step * steps * images_in_stage
+        total += projected
+        print(f"  {stage:9s} {per_step * 1000:8.1f} ms/step (median)  x {steps} x {images_in_stage} = {projected:7.1f} s")
+    print(f"  projected composite with default steps: {total:.0f} s ({total / 60:.1f} min)")
+
+
+if __name__ == "__main__":
+    main()
