@@ -167,3 +167,12 @@ def test_load_face_parser_errors_name_file_problem_and_fix(tmp_path, weights_19)
     (tmp_path / "notes.txt").write_text("not weights at all")
     with pytest.raises(CheckpointError, match="notes.txt: unknown file format.*face parsers are BiSeNet"):
         load_face_parser(tmp_path / "notes.txt")
+
+
+def test_load_face_parser_hands_demo_segmenter_files_to_its_loader(tmp_path):
+    from insetgan_ops.demo.segmenter import DemoFaceParser, SegmenterConfig, save_segmenter
+    demo = DemoFaceParser(SegmenterConfig(input_size=16, channels=(4,)), BARBERSHOP_16)
+    save_segmenter(demo, tmp_path / "face_parser.safetensors")
+    parser = load_face_parser(tmp_path / "face_parser.safetensors")
+    assert isinstance(parser, DemoFaceParser) and parser.label_set == BARBERSHOP_16 and not parser.training
+    assert parser(torch.zeros(1, 3, 24, 20)).shape == (1, 16, 24, 20)
