@@ -256,16 +256,17 @@ def embed(G: Generator, images: torch.Tensor, lpips_model, *, res: Optional[int]
 def align(G: Generator, code: FSCode, target: torch.Tensor, parser: FaceParser, *, steps: int = 140,
           lr: float = 0.01, align_codes: Optional[int] = None, lpips_model=None,
           style_image: Optional[torch.Tensor] = None, style_mask: Optional[torch.Tensor] = None,
-          region: Optional[torch.Tensor] = None, style_weight: float = 4e4,
+          region: Optional[torch.Tensor] = None, style_weight: float = 4e4, lpips_size: int = 256,
           progress: Optional[Progress] = None) -> FSCode:
     """Optimises ``code``'s first ``align_codes`` W+ codes so that ``parser(G(ws))`` shows ``target``.
 
-    target: [H, W] long, indices into ``parser.label_set`` (resized, nearest, to G's size).
-    ``align_codes`` defaults to all codes before F but the last (6 of 7 at 1024, as Barbershop).
-    With ``style_image`` [1, 3, H, W], ``style_mask`` (where its look is) and ``region`` (where
-    that look goes in the target), both [1, 1, H, W] in 0..1, a masked style loss (weight
-    ``style_weight``) keeps the region's texture. Returns the aligned code (detached): the new
-    ws, and F computed from it (the aligned structure).
+    target: [H, W] long, indices into ``parser.label_set``; the cross-entropy is taken at the
+    parser's input size (the target resized there, nearest). ``align_codes`` defaults to all
+    codes before F but the last (6 of 7 at 1024, as Barbershop). With ``style_image``
+    [1, 3, H, W], ``style_mask`` (where its look is) and ``region`` (where that look goes in the
+    target), both [1, 1, H, W] in 0..1, a masked style loss (weight ``style_weight``, images at
+    ``lpips_size``) keeps the region's texture. Returns the aligned code (detached): the new ws,
+    and F computed from it (the aligned structure).
     """
     k = ws_before(code.res)
     align_codes = k - 1 if align_codes is None else align_codes
@@ -275,8 +276,11 @@ def align(G: Generator, code: FSCode, target: torch.Tensor, parser: FaceParser, 
     if use_style and (lpips_model is None or style_mask is None or region is None):
         raise ValueError("the style loss needs lpips_model, style_image, style_mask and region together")
     parser.label_set.check_labels(target)
-    target = F.interpolate(target[None, None].float(), size=(G.img_height, G.img_width), mode="nearest")[0].long()
+    parse_size = (parser.input_size, parser.input_size)
+    target = F.interpolate(target[None, None].float(), size=parse_size, mode="nearest")[0].long()
     target = target.to(code.ws.device).expand(code.ws.shape[0], -1, -1)
+    small = _lpips_size(G, lpips_size)
+    style_small = resize(style_image.float(), small) if use_style else None
     head = code.ws[:, :align_codes].detach().clone()
     tail = code.ws[:, align_codes:].detach()
     with torch.enable_grad():
@@ -284,9 +288,10 @@ def align(G: Generator, code: FSCode, target: torch.Tensor, parser: FaceParser, 
         optimizer = torch.optim.Adam([head], lr=lr)
         for step in range(steps):
             img = G.synthesis(torch.cat([head, tail], dim=1), noise_mode="const")
-            loss = F.cross_entropy(parser(img), target, reduction="none").mean(dim=(1, 2))
+            loss = F.cross_entropy(parser(resize(img, parse_size)), target, reduction="none").mean(dim=(1, 2))
             if use_style:
-                loss = loss + style_weight * masked_style_loss(lpips_model, img, region, style_image, style_mask)
+                style = masked_style_loss(lpips_model, resize(img, small), region, style_small, style_mask)
+                loss = loss + style_weight * style
             optimizer.zero_grad(set_to_none=True)
             loss.sum().backward()
             optimizer.step()
