@@ -83,7 +83,8 @@ def main() -> None:
         images_in_stage = 2 if stage.startswith("embed") else 1
         projected = per_step * steps * images_in_stage
         total += projected
-        print(f"  {stage:9s} {per_step * 1000:8.1f} ms/step (median)  x {steps} x {images_in_stage} = {projected:7.1f} s")
+        print(f"  {stage:9s} {per_step * 1000:8.1f} ms/step (median)  x {steps} x {images_in_stage} "
+              f"= {projected:7.1f} s")
     print(f"  projected composite with default steps: {total:.0f} s ({total / 60:.1f} min)")
 
 

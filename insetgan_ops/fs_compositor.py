@@ -51,8 +51,8 @@ from .generator import Generator, ws_before
 from .segmentation import FaceParser, LabelSet
 from .target_mask import dilate, erode, feather, label_owners
 
-__all__ = ["FSCode", "LatentPrior", "CompositeRegions", "CompositeResult", "default_fs_resolution", "masked_lpips", "masked_style_loss",
-           "embed", "align", "mix_structures", "blend", "composite", "paste_back"]
+__all__ = ["FSCode", "LatentPrior", "CompositeRegions", "CompositeResult", "default_fs_resolution", "masked_lpips",
+           "masked_style_loss", "embed", "align", "mix_structures", "blend", "composite", "paste_back"]
 
 Progress = Callable[[str, int, int, torch.Tensor], None]
 """``progress(stage, step, total, image)``: called after each optimisation step with the current
@@ -392,7 +392,7 @@ def blend(G: Generator, F_mixed: torch.Tensor, codes: Sequence[FSCode], images: 
             with torch.no_grad():
                 u.clamp_(0, 1)
             _report(progress, "blend", step + 1, steps, img)
-    return (S_default + (u.detach().unsqueeze(1) * directions).sum(dim=0))
+    return S_default + (u.detach().unsqueeze(1) * directions).sum(dim=0)
 
 
 def composite(G: Generator, images: Sequence[torch.Tensor], codes: Sequence[FSCode],
@@ -428,7 +428,7 @@ def composite(G: Generator, images: Sequence[torch.Tensor], codes: Sequence[FSCo
         elif i in regions.target:
             aligned.append(align(G, code, target, parser, steps=lender_align_steps, lr=lr, lpips_model=lpips_model,
                                  style_image=img, style_mask=regions.own[i], region=regions.target[i],
-                                 style_weight=style_weight, progress=progress).F)
+                                 style_weight=style_weight, lpips_size=lpips_size, progress=progress).F)
         else:
             aligned.append(code.F)  # lends no label: its structure is not used
     F_mixed = mix_structures([c.F for c in codes], aligned, regions, default_source, radius)
