@@ -52,7 +52,6 @@ def main() -> None:
     face_parser = BiSeNetFaceParser(BARBERSHOP_16).to(device).eval().requires_grad_(False)
     lpips_model = lpips.LPIPS(net=args.lpips_net, pretrained=True, pnet_rand=True, spatial=True,
                               verbose=False).to(device).eval().requires_grad_(False)
-    prior = fs.LatentPrior.of(G, samples=20_000)
     images = [G.synthesis(G.mapping(torch.randn(1, G.z_dim, device=device))) for _ in range(2)]
     with torch.no_grad():
         labels = [face_parser.parse(img)[0] for img in images]
@@ -62,15 +61,15 @@ def main() -> None:
     times: dict[str, list[float]] = {}
     last = [time.perf_counter()]
 
-    def progress(stage: str, step: int, total: int, image: torch.Tensor) -> None:
+    def progress(stage: str, step: int, total: int, preview) -> None:
         if device.type == "cuda":
             torch.cuda.synchronize(device)
         now = time.perf_counter()
         if step > 1:  # the first step of a stage includes its set-up
-            times.setdefault("align" if stage == "align" else stage, []).append(now - last[0])
+            times.setdefault(stage, []).append(now - last[0])
         last[0] = now
 
-    codes = [fs.embed(G, img, lpips_model, prior=prior, w_steps=args.steps, fs_steps=args.steps, progress=progress)
+    codes = [fs.embed(G, img, lpips_model, w_steps=args.steps, fs_steps=args.steps, progress=progress)
              for img in images]
     fs.composite(G, images, codes, labels, target, face_parser, lpips_model, {"hair": 1}, align_steps=args.steps,
                  lender_align_steps=args.steps, blend_steps=args.steps, progress=progress)

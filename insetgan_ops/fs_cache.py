@@ -4,8 +4,7 @@ Embedding (about 1350 optimisation steps) is the slowest part of a Barbershop co
 artists re-run composites with other masks or mappings on the same photos. An embedding is
 keyed by the SHA-256 of the generator's :func:`~insetgan_ops.latents.fingerprint`, the image's
 pixels (float32) and every setting that changes the result (the LPIPS network included; the
-progress callback and the latent prior are not part of the key: the prior is
-``LatentPrior.of(G)``, a function of the generator).
+progress callback is not part of the key).
 
 Entries live in memory (the least recently used dropped beyond ``max_items``) and, when a
 folder is given, in ``<key>.safetensors`` files holding tensors ``F`` and ``ws`` with metadata
@@ -27,7 +26,7 @@ from safetensors import SafetensorError
 from safetensors.torch import safe_open
 from safetensors.torch import save as safetensors_bytes
 
-from .fs_compositor import FSCode, LatentPrior, embed
+from .fs_compositor import FSCode, embed
 from .generator import Generator
 from .latents import fingerprint
 
@@ -35,7 +34,7 @@ __all__ = ["EmbeddingCache", "embedding_key"]
 
 FORMAT_TAG = "insetgan-fs-code"
 FORMAT_VERSION = "1"
-_UNKEYED = ("progress", "prior")
+_UNKEYED = ("progress",)
 
 
 def embedding_key(generator_fingerprint: str, image: torch.Tensor, lpips_model, settings: dict[str, Any]) -> str:
@@ -111,8 +110,7 @@ class EmbeddingCache:
         while len(self._memory) > self.max_items:
             self._memory.popitem(last=False)
 
-    def embed(self, G: Generator, images: torch.Tensor, lpips_model, *, prior: Optional[LatentPrior] = None,
-              **settings: Any) -> FSCode:
+    def embed(self, G: Generator, images: torch.Tensor, lpips_model, **settings: Any) -> FSCode:
         """:func:`~insetgan_ops.fs_compositor.embed` for images [B, 3, H, W], embedding only those
         not cached (together, in one batch). ``settings`` are embed's keyword arguments."""
         fp = fingerprint(G)
@@ -122,7 +120,7 @@ class EmbeddingCache:
         found = {i: self.get(key, fp, device) for i, key in enumerate(keys)}
         missing = [i for i, code in found.items() if code is None]
         if missing:
-            fresh = embed(G, images[missing], lpips_model, prior=prior, **settings)
+            fresh = embed(G, images[missing], lpips_model, **settings)
             for row, i in enumerate(missing):
                 found[i] = FSCode(fresh.F[row:row + 1], fresh.ws[row:row + 1], fresh.res)
                 self.put(keys[i], found[i], fp)

@@ -7,17 +7,17 @@ codes ``ws[:, ws_before(r):]`` that drive the rest (the appearance). An image is
 
 The pipeline, for images 0..N-1 at the generator's resolution (image 0 the identity by default)::
 
-    prior = LatentPrior.of(G)
-    codes = [embed(G, img, lpips_model, prior=prior) for img in images]         # W+, then FS
+    codes = [embed(G, img, lpips_model) for img in images]                     # W+, then FS
     labels = [parser.parse(img)[0] for img in images]
     target = compose_target(labels, parser.label_set, mapping={"hair": 1})
     result = composite(G, images, codes, labels, target, parser, lpips_model, mapping={"hair": 1})
     result.image                                                                 # [1, 3, H, W]
     final = paste_back(result.image, images[0], result.changed)                 # original outside the edit
 
-1. :func:`embed`: W+ by MSE + LPIPS (at 256) + a PCA-whitened latent prior; then FS, from
-   ``F_init = features(W+)``, with the paper's ``||F - F_init||^2`` term, which the official code
-   leaves out.
+1. :func:`embed`: W+ by MSE + LPIPS (at 256) + a latent prior
+   (:func:`~insetgan_ops.projection.project`; Barbershop whitens W by PCA, the projection by
+   per-dimension spread); then FS, from ``F_init = features(W+)``, with the paper's
+   ``||F - F_init||^2`` term, which the official code leaves out.
 2. :func:`align`: per image, the first codes of its W+ are optimised so that the face parser
    sees the target labels in ``G(w)`` (cross-entropy), plus, for images that lend a region, a
    masked Gram-matrix style loss keeping that region's look. Its F is the aligned structure.
@@ -48,15 +48,17 @@ import torch.nn.functional as F
 
 from .crop_paste import resize
 from .generator import Generator, ws_before
+from .projection import ProjectionSettings, project
 from .segmentation import FaceParser, LabelSet
 from .target_mask import dilate, erode, feather, label_owners
 
-__all__ = ["FSCode", "LatentPrior", "CompositeRegions", "CompositeResult", "default_fs_resolution", "masked_lpips",
+__all__ = ["FSCode", "CompositeRegions", "CompositeResult", "default_fs_resolution", "masked_lpips",
            "masked_style_loss", "embed", "align", "mix_structures", "blend", "composite", "paste_back"]
 
-Progress = Callable[[str, int, int, torch.Tensor], None]
-"""``progress(stage, step, total, image)``: called after each optimisation step with the current
-rendering [B, 3, H, W]; an exception raised in it (e.g. a user's cancel) stops the optimisation."""
+Progress = Callable[[str, int, int, Callable[[], torch.Tensor]], None]
+"""``progress(stage, step, total, preview)``: called after each optimisation step; ``preview()``
+returns the current rendering [B, 3, H, W]. An exception raised in it (e.g. a user's cancel)
+stops the optimisation."""
 
 _SMOOTH_PER_256 = 5
 _STYLE_LAYERS = 4
@@ -85,43 +87,6 @@ class FSCode:
     def render(self, G: Generator) -> torch.Tensor:
         """[B, 3, H, W] in about [-1, 1], constant noise."""
         return G.synthesis.resume(self.F, self.S, self.res, noise_mode="const")
-
-
-@dataclasses.dataclass
-class LatentPrior:
-    """A Gaussian model of W in the space before the mapping network's last leaky ReLU, whitened by
-    PCA (Barbershop's "P-norm" prior). ``mean [w_dim]``, ``components [w_dim, w_dim]`` (columns),
-    ``stdev [w_dim]``."""
-
-    mean: torch.Tensor
-    components: torch.Tensor
-    stdev: torch.Tensor
-
-    @classmethod
-    @torch.no_grad()
-    def of(cls, G: Generator, samples: int = 100_000, seed: int = 0, batch: int = 10_000) -> "LatentPrior":
-        """Fits the prior to ``samples`` mapped random z (seeded, so the same G gives the same prior)."""
-        if G.c_dim:
-            raise ValueError("the FS compositor supports unconditional generators only (this one has c_dim "
-                             f"= {G.c_dim})")
-        device = G.w_avg.device
-        gen = torch.Generator(device=device).manual_seed(seed)
-        total = torch.zeros(G.w_dim, dtype=torch.float64, device=device)
-        outer = torch.zeros(G.w_dim, G.w_dim, dtype=torch.float64, device=device)
-        for start in range(0, samples, batch):
-            z = torch.randn(min(batch, samples - start), G.z_dim, generator=gen, device=device)
-            p = F.leaky_relu(G.mapping(z)[:, 0], 5.0).double()
-            total += p.sum(0)
-            outer += p.t() @ p
-        mean = total / samples
-        cov = outer / samples - torch.outer(mean, mean)
-        var, components = torch.linalg.eigh(cov)
-        return cls(mean.float(), components.float(), var.clamp(min=1e-12).sqrt().float())
-
-    def loss(self, ws: torch.Tensor) -> torch.Tensor:
-        """Mean squared whitened coordinate of every code. ws: [B, num_ws, w_dim] -> [B]."""
-        p = (F.leaky_relu(ws, 5.0) - self.mean) @ self.components / self.stdev
-        return p.square().mean(dim=(1, 2))
 
 
 @dataclasses.dataclass
@@ -198,54 +163,45 @@ def _lpips_size(G: Generator, lpips_size: int) -> tuple[int, int]:
 
 def _report(progress: Optional[Progress], stage: str, step: int, total: int, image: torch.Tensor) -> None:
     if progress is not None:
-        progress(stage, step, total, image.detach())
+        progress(stage, step, total, image.detach)
 
 
-def embed(G: Generator, images: torch.Tensor, lpips_model, *, res: Optional[int] = None,
-          prior: Optional[LatentPrior] = None, w_steps: int = 1100, fs_steps: int = 250, lr: float = 0.01,
-          mse_weight: float = 1.0, lpips_weight: float = 1.0, prior_weight: float = 0.001, f_weight: float = 0.1,
-          lpips_size: int = 256, progress: Optional[Progress] = None) -> FSCode:
+def embed(G: Generator, images: torch.Tensor, lpips_model, *, res: Optional[int] = None, w_steps: int = 1100,
+          fs_steps: int = 250, lr: float = 0.01, mse_weight: float = 1.0, lpips_weight: float = 1.0,
+          prior_weight: float = 0.001, f_weight: float = 0.1, lpips_size: int = 256,
+          progress: Optional[Progress] = None) -> FSCode:
     """Embeds images in FS space: W+ first, then F and S.
 
-    images: [B, 3, H, W] in [-1, 1] at G's size. Both stages minimise ``mse_weight * MSE +
-    lpips_weight * LPIPS(at lpips_size)``, plus ``prior_weight * prior`` on W+, and in the FS
-    stage ``f_weight * mean((F - F_init)^2)``. Losses are summed over the batch, so each image is
-    embedded as if alone. Returns the FSCode (detached).
+    images: [B, 3, H, W] in [-1, 1] at G's size. The W+ stage is
+    :func:`~insetgan_ops.projection.project` (MSE, LPIPS at ``lpips_size``, its W prior with
+    ``prior_weight``, no offset penalty). The FS stage starts from ``F_init = features(W+)`` and
+    the W+ tail and minimises ``mse_weight * MSE + lpips_weight * LPIPS + f_weight *
+    mean((F - F_init)^2)``. Losses are summed over the batch, so each image is embedded as if
+    alone. Returns the FSCode (detached).
     """
     _check_images(G, images, "images")
     _check_lpips(lpips_model)
     res = default_fs_resolution(G) if res is None else res
-    prior = LatentPrior.of(G) if prior is None and prior_weight > 0 else prior
     images = images.detach().float()
     small = _lpips_size(G, lpips_size)
     images_small = resize(images, small)
+    settings = ProjectionSettings(steps=w_steps, lr=lr, l2_weight=mse_weight, perceptual_weight=lpips_weight,
+                                  prior_weight=prior_weight, offset_weight=0.0, perceptual_size=max(lpips_size, 64))
+    on_step = None if progress is None else lambda step, total, preview: progress("embed W+", step, total, preview)
+    ws = project(G, images, settings, perceptual=lambda x, y: masked_lpips(lpips_model, x, y),
+                 on_step=on_step).latent.ws
 
-    def reconstruction(img: torch.Tensor) -> torch.Tensor:
-        mse = (img - images).square().mean(dim=(1, 2, 3))
-        return mse_weight * mse + lpips_weight * masked_lpips(lpips_model, resize(img, small), images_small)
-
+    k = ws_before(res)
     with torch.enable_grad():
-        ws = G.w_avg.detach().expand(images.shape[0], G.num_ws, G.w_dim).clone().requires_grad_()
-        optimizer = torch.optim.Adam([ws], lr=lr)
-        for step in range(w_steps):
-            img = G.synthesis(ws, noise_mode="const")
-            loss = reconstruction(img)
-            if prior_weight > 0:
-                loss = loss + prior_weight * prior.loss(ws)
-            optimizer.zero_grad(set_to_none=True)
-            loss.sum().backward()
-            optimizer.step()
-            _report(progress, "embed W+", step + 1, w_steps, img)
-
-        k = ws_before(res)
-        ws = ws.detach()
         F_init, _ = G.synthesis.features(ws[:, :k], res, noise_mode="const")
         F_code = F_init.clone().requires_grad_()
         S = ws[:, k:].clone().requires_grad_()
         optimizer = torch.optim.Adam([F_code, S], lr=lr)
         for step in range(fs_steps):
             img = G.synthesis.resume(F_code, S, res, noise_mode="const")
-            loss = reconstruction(img) + f_weight * (F_code - F_init).square().mean(dim=(1, 2, 3))
+            mse = (img - images).square().mean(dim=(1, 2, 3))
+            loss = (mse_weight * mse + lpips_weight * masked_lpips(lpips_model, resize(img, small), images_small)
+                    + f_weight * (F_code - F_init).square().mean(dim=(1, 2, 3)))
             optimizer.zero_grad(set_to_none=True)
             loss.sum().backward()
             optimizer.step()

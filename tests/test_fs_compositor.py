@@ -8,7 +8,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from insetgan_ops.fs_compositor import (CompositeRegions, FSCode, LatentPrior, align, blend, composite,
+from insetgan_ops.fs_compositor import (CompositeRegions, FSCode, align, blend, composite,
                                         default_fs_resolution, embed, masked_lpips, masked_style_loss,
                                         mix_structures, paste_back)
 from insetgan_ops.generator import ws_before
@@ -46,11 +46,6 @@ def lpips_model():
     return model.eval().requires_grad_(False)
 
 
-@pytest.fixture(scope="module")
-def prior(G):
-    return LatentPrior.of(G, samples=4000, batch=2000)
-
-
 def generated(G, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
     """(ws [1, num_ws, w_dim], image [1, 3, 64, 64]) of a truncated random latent."""
     z = torch.randn(1, G.z_dim, generator=torch.Generator().manual_seed(seed))
@@ -67,19 +62,12 @@ def test_default_fs_resolution_is_32_at_1024_and_a_quarter_below_128(G):
     assert ws_before(16) == 5 and G.num_ws == 10
 
 
-def test_latent_prior_whitens_mapped_latents(G, prior):
-    z = torch.randn(3000, G.z_dim, generator=torch.Generator().manual_seed(7))
-    fresh = G.mapping(z)[:, :1]
-    assert prior.loss(fresh).mean().item() == pytest.approx(1.0, abs=0.1)
-    far = fresh + 3 * fresh.std(dim=0, keepdim=True)
-    assert prior.loss(far).mean().item() > 4
-
-
-def test_embed_reduces_the_error_in_both_stages(G, lpips_model, prior):
+def test_embed_reduces_the_error_in_both_stages(G, lpips_model):
     _, image = generated(G, seed=1)
     errors: dict[str, list[float]] = {}
-    code = embed(G, image, lpips_model, prior=prior, w_steps=12, fs_steps=12, lr=0.05,
-                 progress=lambda stage, step, total, img: errors.setdefault(stage, []).append(mse(img, image)))
+    code = embed(G, image, lpips_model, w_steps=12, fs_steps=12, lr=0.05,
+                 progress=lambda stage, step, total, preview: errors.setdefault(stage, []).append(
+                     mse(preview(), image)))
     assert len(errors["embed W+"]) == 12 and len(errors["embed FS"]) == 12
     assert errors["embed W+"][-1] < 0.7 * errors["embed W+"][0]
     assert errors["embed FS"][-1] < errors["embed FS"][0]
@@ -87,11 +75,11 @@ def test_embed_reduces_the_error_in_both_stages(G, lpips_model, prior):
     assert mse(code.render(G), image) == pytest.approx(errors["embed FS"][-1], rel=0.2)
 
 
-def test_the_F_term_keeps_F_near_its_initial_value(G, lpips_model, prior):
+def test_the_F_term_keeps_F_near_its_initial_value(G, lpips_model):
     _, image = generated(G, seed=2)
     distances = []
     for f_weight in (0.0, 1e3):
-        code = embed(G, image, lpips_model, prior=prior, w_steps=1, fs_steps=8, lr=0.05, f_weight=f_weight)
+        code = embed(G, image, lpips_model, w_steps=1, fs_steps=8, lr=0.05, f_weight=f_weight)
         F_init, _ = G.synthesis.features(code.ws[:, :ws_before(16)], 16)
         distances.append((code.F - F_init).square().mean().item())
     assert distances[1] < 0.2 * distances[0]
@@ -135,8 +123,8 @@ def test_align_moves_only_the_first_codes_towards_the_target_labels(G):
     target[:16, 8:56] = LABELS.index("hair")
     losses = []
     aligned = align(G, code, target, parser, steps=15, lr=0.1,
-                    progress=lambda stage, step, total, img: losses.append(
-                        F.cross_entropy(parser(img), target[None]).item()))
+                    progress=lambda stage, step, total, preview: losses.append(
+                        F.cross_entropy(parser(preview()), target[None]).item()))
     assert losses[-1] < 0.8 * losses[0]
     assert torch.equal(aligned.ws[:, 4:], ws[:, 4:]) and not torch.equal(aligned.ws[:, :4], ws[:, :4])
     assert torch.allclose(aligned.F, G.synthesis.features(aligned.ws[:, :5], 16)[0])
@@ -176,10 +164,10 @@ def test_blend_moves_appearance_towards_the_lender_within_bounds(G, lpips_model)
     assert after < before
 
 
-def test_composite_runs_end_to_end(G, lpips_model, prior):
+def test_composite_runs_end_to_end(G, lpips_model):
     parser = ToneParser()
     images = [generated(G, seed)[1] for seed in (10, 11)]
-    codes = [embed(G, img, lpips_model, prior=prior, w_steps=2, fs_steps=2) for img in images]
+    codes = [embed(G, img, lpips_model, w_steps=2, fs_steps=2) for img in images]
     label_maps = [parser.parse(img)[0] for img in images]
     label_maps[1][:20, 10:54] = LABELS.index("hair")
     target = compose_target(label_maps, LABELS, mapping={"hair": 1})
