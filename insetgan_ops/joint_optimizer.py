@@ -1,0 +1,336 @@
+"""InsetGAN's joint optimisation: a canvas generator and inset generators made to agree at the seams.
+
+    canvas = CanvasSpec(G_body, init=RandomInit(seed=3))
+    face = InsetSpec("face", G_face, boxes=ContentMatchedBoxes(start_box), init="mean")
+    result = optimize(canvas, [face], standard_losses(canvas, [face]), candidates=4)
+    result.composite          # [4, 3, H, W], best candidate first
+    result.latents["face"]    # Latent [4, num_ws, w_dim] of G_face
+
+Modes follow from what is trainable. Only insets trainable: the insets are fitted to a fixed canvas
+(face refinement; face swap with a face-preservation term). Only the canvas: a body is fitted to
+fixed insets (a body for a given face). Both: joint optimisation, alternating between the inset
+generators and the canvas generator (:func:`default_schedule`). Any number of insets (a face and
+shoes) share a canvas; a spec with ``trainable=False`` keeps its latent (e.g. a projected photo).
+
+Parametrisation: every generator's code is ``ws = w* + delta`` (:class:`~insetgan_ops.wplus.WPlusCode`)
+with its own Adam optimiser, learning rate and ramp. Initialisation: ``"mean"`` (``w_avg``), a given
+:class:`~insetgan_ops.latents.Latent` (one for all candidates or one each), or :class:`RandomInit`,
+the truncated random code ``w_avg + psi * (w_rand - w_avg)`` of NVIDIA seed ``seed + k`` for
+candidate ``k``.
+
+Schedule: a list of :class:`Phase` s, each training either the canvas or the insets. Within a phase
+the frozen side is rendered once without gradients, and only the trained generators run forward
+and backward. Boxes come from each inset's :data:`~insetgan_ops.box_tracking.BoxSource`, evaluated
+before the first step and again every ``redetect_every`` steps of a canvas phase and after it.
+Noise is constant throughout and in the final render; on the CPU a run is deterministic.
+
+Candidates: ``candidates`` independent runs share each forward pass (the batch); every loss is a
+sum of per-candidate terms, so a candidate's result does not depend on the others. Results come
+ranked by the final total loss, best first.
+
+Progress and cancellation: ``on_step(step, total, preview)`` is called after each step;
+``preview()`` renders the current composite ``[K, 3, H, W]``. An exception raised by the callback
+ends the run and propagates; the generators are left as they were.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Literal, Optional, Sequence, Union
+
+import torch
+
+from .box_tracking import BoxSource
+from .crop_paste import paste
+from .generator import Generator
+from .latents import GeneratorIdentity, Latent, sample
+from .losses import (BodyPreservationLoss, BorderLoss, CoarseLoss, FacePreservationLoss, InsetView, Latents,
+                     LossSet, LossState, RegularizerLoss)
+from .projection import StepCallback
+from .wplus import WPlusCode, frozen_weights, ramped_lr
+
+__all__ = ["CanvasSpec", "InsetResult", "InsetSpec", "Phase", "RandomInit", "default_schedule", "optimize",
+           "resolve_init", "standard_losses", "stylegan_human_schedule"]
+
+CANVAS = "canvas"
+"""The canvas generator's name in losses, latents and results."""
+
+
+@dataclasses.dataclass(frozen=True)
+class RandomInit:
+    """Truncated random codes: candidate ``k`` starts at ``w_avg + truncation_psi * (w(seed + k) - w_avg)``
+    with ``w(s)`` the mapped NVIDIA seed ``s`` (the paper's ``w_rand * (1 - a) + w_avg * a`` with
+    ``a = 1 - truncation_psi``)."""
+
+    seed: int = 0
+    truncation_psi: float = 0.7
+
+
+Init = Union[Literal["mean"], Latent, RandomInit]
+
+
+@dataclasses.dataclass(frozen=True)
+class CanvasSpec:
+    """The canvas generator (a full body): its initial code, Adam learning rate and whether it is trained."""
+
+    generator: Generator
+    init: Init = "mean"
+    lr: float = 0.05
+    trainable: bool = True
+    name: str = CANVAS
+
+
+@dataclasses.dataclass(frozen=True)
+class InsetSpec:
+    """One inset generator (a face, shoes). ``name`` identifies it in losses and results; ``boxes``
+    places it on the canvas; ``feather`` (canvas pixels) softens its edge in the final composite."""
+
+    name: str
+    generator: Generator
+    boxes: BoxSource
+    init: Init = "mean"
+    lr: float = 0.02
+    trainable: bool = True
+    feather: float = 0.0
+
+
+@dataclasses.dataclass(frozen=True)
+class Phase:
+    """``steps`` steps training ``train`` (``"canvas"`` or ``"insets"``); in canvas phases the boxes
+    are re-evaluated every ``redetect_every`` steps (0: only after the phase)."""
+
+    steps: int
+    train: Literal["canvas", "insets"]
+    redetect_every: int = 0
+
+    def __post_init__(self):
+        if self.steps < 1 or self.train not in ("canvas", "insets") or self.redetect_every < 0:
+            raise ValueError(f"a phase needs steps >= 1, train 'canvas' or 'insets' and redetect_every >= 0, "
+                             f"got {self}")
+
+
+def stylegan_human_schedule() -> list[Phase]:
+    """StyleGAN-Human's 675 steps: 25 inset steps, 150 canvas steps (boxes re-evaluated every 50),
+    then 500 steps alternating every 50 between the insets and the canvas."""
+    return [Phase(25, "insets"), Phase(150, "canvas", 50)] + [
+        Phase(50, "insets" if i % 2 == 0 else "canvas") for i in range(10)]
+
+
+def default_schedule(canvas_trainable: bool, insets_trainable: bool, steps: int = 200) -> list[Phase]:
+    """About ``steps`` steps for the trainable side(s).
+
+    One side only: a single phase (canvas phases re-evaluate the boxes every quarter). Both: the
+    proportions of :func:`stylegan_human_schedule` scaled to ``steps``.
+    """
+    if steps < 1:
+        raise ValueError(f"steps must be >= 1, got {steps}")
+    if canvas_trainable and insets_trainable:
+        unit = max(1, round(steps / 27))  # 675 = 27 * 25: a unit of 25 reference steps
+        return [Phase(unit, "insets"), Phase(6 * unit, "canvas", 2 * unit)] + [
+            Phase(2 * unit, "insets" if i % 2 == 0 else "canvas") for i in range(10)]
+    if canvas_trainable:
+        return [Phase(steps, "canvas", max(1, steps // 4))]
+    if insets_trainable:
+        return [Phase(steps, "insets")]
+    raise ValueError("nothing to optimise: the canvas and every inset have trainable=False")
+
+
+def standard_losses(canvas: CanvasSpec, insets: Sequence[InsetSpec], lpips: Optional[torch.nn.Module] = None,
+                    preserve_insets: bool = False) -> LossSet:
+    """The paper's loss set for these specs, with sizes scaled to the images.
+
+    Per inset: coarse (at ``min(64, h // 4)`` pixels high), border (``clamp(h // 32, 2, 8)`` pixels
+    wide) and, with ``preserve_insets`` (face swap, a given face), face preservation; per trainable
+    generator: the regulariser; with a trainable canvas: body preservation (margin and feather of
+    ``canvas_height / 128`` pixels). LPIPS weights are used when ``lpips`` is given, else 0.
+    """
+    with_lpips = lpips is not None
+    terms = []
+    for spec in insets:
+        h = spec.generator.img_height
+        terms.append(CoarseLoss(spec.name, resolution=min(64, max(4, h // 4)), lpips=lpips,
+                                lpips_weight=0.05 if with_lpips else 0.0))
+        terms.append(BorderLoss(spec.name, width=min(8, max(2, h // 32)), lpips=lpips))
+        if preserve_insets:
+            terms.append(FacePreservationLoss(spec.name, margin=min(8, max(2, h // 32)), lpips=lpips,
+                                              lpips_weight=1.75 if with_lpips else 0.0))
+        if spec.trainable:
+            terms.append(RegularizerLoss(spec.name))
+    if canvas.trainable:
+        margin = max(1.0, canvas.generator.img_height / 128)
+        terms.append(BodyPreservationLoss(margin=margin, feather=margin, lpips=lpips,
+                                          lpips_weight=0.1 if with_lpips else 0.0))
+        terms.append(RegularizerLoss(canvas.name))
+    return LossSet(terms)
+
+
+def resolve_init(generator: Generator, init: Init, candidates: int, name: Optional[str] = None) -> Latent:
+    """The starting latent ``[candidates, num_ws, w_dim]`` that ``init`` describes for ``generator``."""
+    identity = GeneratorIdentity.of(generator, name)
+    device = generator.w_avg.device
+    if isinstance(init, Latent):
+        init.check_generator(identity)
+        if init.batch_size not in (1, candidates):
+            raise ValueError(f"the initial latent for {identity} holds {init.batch_size} codes for {candidates} "
+                             f"candidates; give one code (shared) or one per candidate")
+        return Latent(init.ws.detach().to(device, torch.float32).expand(candidates, -1, -1).clone(), identity)
+    if isinstance(init, RandomInit):
+        with torch.no_grad():
+            return sample(generator, [init.seed + k for k in range(candidates)], init.truncation_psi, name=name)
+    if init == "mean":
+        ws = generator.w_avg.detach().float().expand(candidates, generator.num_ws, generator.w_dim).clone()
+        return Latent(ws, identity)
+    raise ValueError(f"init must be 'mean', a Latent or a RandomInit, got {init!r}")
+
+
+@dataclasses.dataclass(frozen=True)
+class InsetResult:
+    """The outcome for ``K`` candidates, best first (``ranking[i]`` is the original index of result ``i``).
+
+    composite: ``[K, 3, H, W]``; canvas: ``[K, 3, H, W]``; insets: ``[K, 3, h, w]`` by name; latents:
+    by generator name (``"canvas"`` and the inset names); boxes: ``[K, 4]`` by inset name; masks:
+    ``[K, 1, H, W]`` each inset's alpha in the composite; final_loss: ``[K]``; history: per loss
+    term (and ``"total"``), one batch mean per step; phases: the schedule that ran.
+    """
+
+    composite: torch.Tensor
+    canvas: torch.Tensor
+    insets: dict[str, torch.Tensor]
+    latents: dict[str, Latent]
+    boxes: dict[str, torch.Tensor]
+    masks: dict[str, torch.Tensor]
+    final_loss: torch.Tensor
+    ranking: torch.Tensor
+    history: dict[str, list[float]]
+    phases: tuple[Phase, ...]
+
+
+class _Run:
+    """The state of one optimisation: codes, optimisers, current boxes and frozen renders."""
+
+    def __init__(self, canvas: CanvasSpec, insets: Sequence[InsetSpec], losses: LossSet, candidates: int,
+                 phases: Sequence[Phase]):
+        self.canvas, self.insets, self.losses = canvas, list(insets), losses
+        self.specs = {canvas.name: canvas, **{spec.name: spec for spec in insets}}
+        self.codes = {name: WPlusCode.from_ws(resolve_init(spec.generator, spec.init, candidates, name).ws,
+                                              GeneratorIdentity.of(spec.generator, name))
+                      for name, spec in self.specs.items()}
+        self.optimizers = {name: torch.optim.Adam(self.codes[name].parameters, lr=spec.lr)
+                           for name, spec in self.specs.items() if spec.trainable}
+        trained = {CANVAS: sum(p.steps for p in phases if p.train == "canvas"),
+                   "insets": sum(p.steps for p in phases if p.train == "insets")}
+        self.total_steps = {name: trained[CANVAS if name == canvas.name else "insets"] for name in self.optimizers}
+        self.steps_done = dict.fromkeys(self.optimizers, 0)
+        self.reference_canvas = self.render(canvas.name)
+        self.reference_insets = {spec.name: self.render(spec.name) for spec in insets}
+        self.boxes: dict[str, Optional[torch.Tensor]] = dict.fromkeys((spec.name for spec in insets))
+        self.update_boxes(self.reference_canvas, self.reference_insets)
+
+    @torch.no_grad()
+    def render(self, name: str) -> torch.Tensor:
+        return self.specs[name].generator.synthesis(self.codes[name].ws().detach(), noise_mode="const")
+
+    @torch.no_grad()
+    def update_boxes(self, canvas: torch.Tensor, insets: dict[str, torch.Tensor]) -> None:
+        for spec in self.insets:
+            boxes = spec.boxes(canvas, insets[spec.name], self.boxes[spec.name])
+            self.boxes[spec.name] = boxes.detach().to(canvas.device, torch.float32)
+
+    def state(self, canvas: torch.Tensor, insets: dict[str, torch.Tensor], trained: Sequence[str] = ()) -> LossState:
+        """The loss terms' view; codes of generators not in ``trained`` enter as constants."""
+        views = {spec.name: InsetView.on_canvas(canvas, insets[spec.name], self.boxes[spec.name],
+                                                self.reference_insets[spec.name]) for spec in self.insets}
+        latents = {}
+        for name, code in self.codes.items():
+            base, offsets = (code.base, code.offsets) if name in trained else (code.base.detach(), code.offsets.detach())
+            latents[name] = Latents(base[:, 0], self.specs[name].generator.w_avg.detach(), offsets)
+        return LossState(canvas, views, latents, self.reference_canvas)
+
+    def step(self, trained: Sequence[str], frozen: dict[str, torch.Tensor]) -> dict[str, float]:
+        """One Adam step of the ``trained`` generators against the ``frozen`` renders."""
+        images = dict(frozen)
+        for name in trained:
+            images[name] = self.specs[name].generator.synthesis(self.codes[name].ws(), noise_mode="const")
+        values = self.losses(self.state(images.pop(self.canvas.name), images, trained))
+        for name in trained:
+            self.optimizers[name].zero_grad(set_to_none=True)
+            progress = (self.steps_done[name] + 0.5) / self.total_steps[name]
+            for group in self.optimizers[name].param_groups:
+                group["lr"] = ramped_lr(self.specs[name].lr, progress)
+        values.total.sum().backward()
+        for name in trained:
+            self.optimizers[name].step()
+            self.steps_done[name] += 1
+        return values.means()
+
+    def composite(self, canvas: torch.Tensor, insets: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict]:
+        image, masks = canvas, {}
+        for spec in self.insets:
+            image, masks[spec.name] = paste(image, insets[spec.name], self.boxes[spec.name], spec.feather)
+        return image, masks
+
+    @torch.no_grad()
+    def preview(self) -> torch.Tensor:
+        return self.composite(self.render(self.canvas.name), {s.name: self.render(s.name) for s in self.insets})[0]
+
+
+def optimize(canvas: CanvasSpec, insets: Sequence[InsetSpec], losses: LossSet, *, candidates: int = 1,
+             schedule: Optional[Sequence[Phase]] = None, on_step: Optional[StepCallback] = None) -> InsetResult:
+    """Optimises the trainable generators' codes so that the insets fit the canvas (see the module doc).
+
+    ``losses``: e.g. :func:`standard_losses`; its terms refer to the canvas as ``"canvas"`` and to
+    the insets by their names. ``schedule``: by default :func:`default_schedule` for what is
+    trainable; phases of a side with nothing trainable are refused.
+    """
+    if candidates < 1:
+        raise ValueError(f"candidates must be >= 1, got {candidates}")
+    if not insets:
+        raise ValueError("at least one inset is needed")
+    names = [canvas.name] + [spec.name for spec in insets]
+    if len(set(names)) != len(names):
+        raise ValueError(f"generator names must be distinct, got {names}")
+    trainable_insets = [spec.name for spec in insets if spec.trainable]
+    phases = tuple(schedule if schedule is not None else default_schedule(canvas.trainable, bool(trainable_insets)))
+    for phase in phases:
+        if (phase.train == "canvas" and not canvas.trainable) or (phase.train == "insets" and not trainable_insets):
+            raise ValueError(f"the schedule trains the {phase.train} but nothing there is trainable")
+    total = sum(phase.steps for phase in phases)
+    generators = [spec.generator for spec in (canvas, *insets)]
+    with torch.inference_mode(False), torch.enable_grad(), frozen_weights(*generators, *_loss_networks(losses)):
+        run = _Run(canvas, insets, losses, candidates, phases)
+        history: dict[str, list[float]] = {}
+        done = 0
+        for phase in phases:
+            trained = [canvas.name] if phase.train == "canvas" else trainable_insets
+            frozen = {name: run.render(name) for name in names if name not in trained}
+            for i in range(phase.steps):
+                if phase.train == "canvas" and phase.redetect_every and i and i % phase.redetect_every == 0:
+                    run.update_boxes(run.render(canvas.name), {s.name: frozen[s.name] for s in insets})
+                for key, value in run.step(trained, frozen).items():
+                    history.setdefault(key, []).append(value)
+                done += 1
+                if on_step is not None:
+                    on_step(done, total, run.preview)
+            if phase.train == "canvas":
+                run.update_boxes(run.render(canvas.name), {s.name: frozen[s.name] for s in insets})
+        return _result(run, history, phases)
+
+
+def _loss_networks(losses: LossSet) -> list[torch.nn.Module]:
+    return [term.lpips for term in losses if isinstance(getattr(term, "lpips", None), torch.nn.Module)]
+
+
+@torch.no_grad()
+def _result(run: _Run, history: dict[str, list[float]], phases: tuple[Phase, ...]) -> InsetResult:
+    canvas = run.render(run.canvas.name)
+    insets = {spec.name: run.render(spec.name) for spec in run.insets}
+    final_loss = run.losses(run.state(canvas, insets)).total
+    order = torch.argsort(final_loss, stable=True)
+    composite, masks = run.composite(canvas, insets)
+    return InsetResult(
+        composite=composite[order], canvas=canvas[order],
+        insets={name: image[order] for name, image in insets.items()},
+        latents={name: Latent(code.latent().ws[order], code.generator) for name, code in run.codes.items()},
+        boxes={name: boxes[order] for name, boxes in run.boxes.items()},
+        masks={name: mask[order] for name, mask in masks.items()},
+        final_loss=final_loss[order], ranking=order, history=history, phases=phases)
