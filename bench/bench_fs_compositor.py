@@ -50,7 +50,7 @@ def main() -> None:
     torch.manual_seed(0)
     G = Generator(CONFIGS[args.config]).to(device).eval().requires_grad_(False)
     face_parser = BiSeNetFaceParser(BARBERSHOP_16).to(device).eval().requires_grad_(False)
-    lpips_model = lpips.LPIPS(net=args.lpips_net, pretrained=True, pnet_rand=True, spatial=True,
+    lpips_model = lpips.LPIPS(net=args.lpips_net, pretrained=True, pnet_rand=True,
                               verbose=False).to(device).eval().requires_grad_(False)
     images = [G.synthesis(G.mapping(torch.randn(1, G.z_dim, device=device))) for _ in range(2)]
     with torch.no_grad():

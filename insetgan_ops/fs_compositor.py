@@ -33,8 +33,9 @@ for the others, style weight 4e4 on the first four ReLU outputs of the LPIPS net
 400 steps; masks dilated or eroded by 5 pixels per 256. Noise is constant throughout (the
 official code draws new noise in every pass, so its results cannot be reproduced).
 
-``lpips_model`` is an ``lpips.LPIPS`` built with ``spatial=True`` (its distance map is averaged
-inside masks, and its backbone gives the style features).
+``lpips_model`` is an ``lpips.LPIPS`` (v0.1), e.g. from
+:func:`~insetgan_ops.lpips_loader.load_lpips`: its per-pixel distance map is averaged inside
+masks, and its backbone gives the style features.
 """
 
 from __future__ import annotations
@@ -43,6 +44,7 @@ import dataclasses
 import math
 from typing import Callable, Mapping, Optional, Sequence
 
+import lpips
 import torch
 import torch.nn.functional as F
 
@@ -52,7 +54,7 @@ from .projection import ProjectionSettings, project
 from .segmentation import FaceParser, LabelSet
 from .target_mask import dilate, erode, feather, label_owners
 
-__all__ = ["FSCode", "CompositeRegions", "CompositeResult", "default_fs_resolution", "masked_lpips",
+__all__ = ["FSCode", "CompositeRegions", "CompositeResult", "default_fs_resolution", "PerceptualTarget", "masked_lpips",
            "masked_style_loss", "embed", "align", "mix_structures", "blend", "composite", "paste_back"]
 
 Progress = Callable[[str, int, int, Callable[[], torch.Tensor]], None]
@@ -102,9 +104,9 @@ class CompositeResult:
 
 
 def _check_lpips(lpips_model) -> None:
-    if not getattr(lpips_model, "spatial", False):
-        raise ValueError("the FS compositor needs an lpips.LPIPS built with spatial=True (its distance map is "
-                         "averaged inside masks)")
+    if getattr(lpips_model, "version", None) != "0.1" or not getattr(lpips_model, "lpips", False):
+        raise ValueError("the FS compositor needs an lpips.LPIPS of version 0.1 with its calibrated linear layers "
+                         "(e.g. from insetgan_ops.lpips_loader.load_lpips)")
 
 
 def _resize_masks(mask: torch.Tensor, size: Sequence[int]) -> torch.Tensor:
@@ -114,15 +116,43 @@ def _resize_masks(mask: torch.Tensor, size: Sequence[int]) -> torch.Tensor:
     return resize(mask, size).clamp(0, 1)
 
 
+class PerceptualTarget:
+    """LPIPS distances to fixed reference images, whose network features are computed once.
+
+    lpips_model: an ``lpips.LPIPS`` (v0.1; ``spatial`` either way); images: [B, 3, H, W] in [-1, 1].
+    """
+
+    def __init__(self, lpips_model, images: torch.Tensor):
+        _check_lpips(lpips_model)
+        self.model = lpips_model
+        self.size = tuple(images.shape[-2:])
+        with torch.no_grad():
+            self.features = self._features(images.float())
+
+    def _features(self, x: torch.Tensor) -> list[torch.Tensor]:
+        return [lpips.normalize_tensor(f) for f in self.model.net(self.model.scaling_layer(x))]
+
+    def distance(self, x: torch.Tensor, mask: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """x: [B, 3, H, W] in [-1, 1] at the references' size; mask: [B or 1, 1, H', W'] in 0..1.
+
+        Returns [B]: LPIPS itself without a mask; with one, LPIPS's per-pixel distance map
+        averaged inside it (0 where it is empty).
+        """
+        if tuple(x.shape[-2:]) != self.size:
+            raise ValueError(f"images must be {self.size[0]}x{self.size[1]} like the references, "
+                             f"got {list(x.shape)}")
+        layers = [lin((fx - fy).square()) for lin, fx, fy in zip(self.model.lins, self._features(x), self.features)]
+        if mask is None:
+            return sum(d.mean(dim=(1, 2, 3)) for d in layers)
+        distance = sum(F.interpolate(d, size=self.size, mode="bilinear", align_corners=False) for d in layers)
+        mask = _resize_masks(mask.float(), self.size)
+        return (distance * mask).sum(dim=(1, 2, 3)) / mask.sum(dim=(1, 2, 3)).clamp(min=1e-8)
+
+
 def masked_lpips(lpips_model, x: torch.Tensor, y: torch.Tensor, mask: Optional[torch.Tensor] = None) -> torch.Tensor:
-    """LPIPS distance averaged over ``mask``. x, y: [B, 3, H, W] in [-1, 1]; mask [B or 1, 1, H, W]
-    in 0..1 (None: everywhere). Returns [B]; 0 where the mask is empty."""
-    _check_lpips(lpips_model)
-    distance = lpips_model(x, y)  # [B, 1, H, W]
-    if mask is None:
-        return distance.mean(dim=(1, 2, 3))
-    mask = _resize_masks(mask.float(), distance.shape[-2:])
-    return (distance * mask).sum(dim=(1, 2, 3)) / mask.sum(dim=(1, 2, 3)).clamp(min=1e-8)
+    """LPIPS between x and y, averaged over ``mask`` when given. x, y: [B, 3, H, W] in [-1, 1];
+    mask [B or 1, 1, H, W] in 0..1. Returns [B] (see :class:`PerceptualTarget`)."""
+    return PerceptualTarget(lpips_model, y).distance(x, mask)
 
 
 def _style_features(lpips_model, x: torch.Tensor) -> list[torch.Tensor]:
@@ -180,11 +210,10 @@ def embed(G: Generator, images: torch.Tensor, lpips_model, *, res: Optional[int]
     alone. Returns the FSCode (detached).
     """
     _check_images(G, images, "images")
-    _check_lpips(lpips_model)
     res = default_fs_resolution(G) if res is None else res
     images = images.detach().float()
     small = _lpips_size(G, lpips_size)
-    images_small = resize(images, small)
+    perceptual = PerceptualTarget(lpips_model, resize(images, small))
     settings = ProjectionSettings(steps=w_steps, lr=lr, l2_weight=mse_weight, perceptual_weight=lpips_weight,
                                   prior_weight=prior_weight, offset_weight=0.0, perceptual_size=max(lpips_size, 64))
     on_step = None if progress is None else lambda step, total, preview: progress("embed W+", step, total, preview)
@@ -200,7 +229,7 @@ def embed(G: Generator, images: torch.Tensor, lpips_model, *, res: Optional[int]
         for step in range(fs_steps):
             img = G.synthesis.resume(F_code, S, res, noise_mode="const")
             mse = (img - images).square().mean(dim=(1, 2, 3))
-            loss = (mse_weight * mse + lpips_weight * masked_lpips(lpips_model, resize(img, small), images_small)
+            loss = (mse_weight * mse + lpips_weight * perceptual.distance(resize(img, small))
                     + f_weight * (F_code - F_init).square().mean(dim=(1, 2, 3)))
             optimizer.zero_grad(set_to_none=True)
             loss.sum().backward()
@@ -326,9 +355,9 @@ def blend(G: Generator, F_mixed: torch.Tensor, codes: Sequence[FSCode], images: 
     mask, ``u_k [num_S, w_dim]`` in [0, 1], starting at 0) minimising the sum over images i of
     LPIPS to ``images[i]`` inside ``masks[i]`` ([1, 1, H, W]; None: image i takes no part).
     Returns S [1, num_S, w_dim] (detached)."""
-    _check_lpips(lpips_model)
     small = _lpips_size(G, lpips_size)
-    refs = {i: (resize(images[i].float(), small), m) for i, m in enumerate(masks) if m is not None}
+    refs = [(PerceptualTarget(lpips_model, resize(images[i].float(), small)), m) for i, m in enumerate(masks)
+            if m is not None]
     S_default = codes[default_source].S.detach()
     lenders = [k for k in range(len(codes)) if k != default_source and masks[k] is not None]
     if not lenders:
@@ -341,7 +370,7 @@ def blend(G: Generator, F_mixed: torch.Tensor, codes: Sequence[FSCode], images: 
             S = S_default + (u.unsqueeze(1) * directions).sum(dim=0)
             img = G.synthesis.resume(F_mixed, S, codes[default_source].res, noise_mode="const")
             img_small = resize(img, small)
-            loss = sum(masked_lpips(lpips_model, img_small, ref, mask).sum() for ref, mask in refs.values())
+            loss = sum(ref.distance(img_small, mask).sum() for ref, mask in refs)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()

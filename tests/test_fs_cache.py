@@ -21,7 +21,7 @@ def G():
 def lpips_model():
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)
-        model = lpips.LPIPS(net="alex", pretrained=True, pnet_rand=True, spatial=True, verbose=False)
+        model = lpips.LPIPS(net="alex", pretrained=True, pnet_rand=True, verbose=False)
     return model.eval().requires_grad_(False)
 
 

@@ -42,7 +42,7 @@ def G():
 def lpips_model():
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)
-        model = lpips.LPIPS(net="alex", pretrained=True, pnet_rand=True, spatial=True, verbose=False)
+        model = lpips.LPIPS(net="alex", pretrained=True, pnet_rand=True, verbose=False)
     return model.eval().requires_grad_(False)
 
 
@@ -85,20 +85,23 @@ def test_the_F_term_keeps_F_near_its_initial_value(G, lpips_model):
     assert distances[1] < 0.2 * distances[0]
 
 
-def test_masked_lpips_averages_the_distance_map_inside_the_mask(lpips_model):
+def test_masked_lpips_is_lpips_and_averages_its_distance_map_inside_the_mask(lpips_model):
     g = torch.Generator().manual_seed(3)
     x = torch.rand(2, 3, 64, 64, generator=g) * 2 - 1
     y = x.clone()
     y[:, :, :, :20] = torch.rand(2, 3, 64, 20, generator=g) * 2 - 1   # differ on the left only
     full = masked_lpips(lpips_model, x, y)
-    assert full.shape == (2,)
-    assert torch.allclose(masked_lpips(lpips_model, x, y, torch.ones(1, 1, 64, 64)), full)
+    torch.testing.assert_close(full, lpips_model(x, y).flatten(), rtol=1e-5, atol=1e-7)  # lpips's own forward
+    spatial = lpips.LPIPS(net="alex", pretrained=True, pnet_rand=True, spatial=True, verbose=False).eval()
+    spatial.load_state_dict(lpips_model.state_dict())
+    torch.testing.assert_close(masked_lpips(lpips_model, x, y, torch.ones(1, 1, 64, 64)),
+                               spatial(x, y).mean(dim=(1, 2, 3)), rtol=1e-5, atol=1e-7)
     left, right = torch.zeros(1, 1, 64, 64), torch.zeros(1, 1, 64, 64)
     left[..., :20], right[..., 44:] = 1, 1
     assert (masked_lpips(lpips_model, x, y, left) > 3 * masked_lpips(lpips_model, x, y, right)).all()
     assert torch.equal(masked_lpips(lpips_model, x, y, torch.zeros(1, 1, 64, 64)), torch.zeros(2))
-    with pytest.raises(ValueError, match="spatial=True"):
-        masked_lpips(lpips.LPIPS(net="alex", pretrained=False, pnet_rand=True, verbose=False), x, y)
+    with pytest.raises(ValueError, match="calibrated linear layers"):
+        masked_lpips(lpips.LPIPS(net="alex", pretrained=False, lpips=False, pnet_rand=True, verbose=False), x, y)
 
 
 def test_masked_style_loss_compares_textures_not_positions(lpips_model):
