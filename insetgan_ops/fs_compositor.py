@@ -52,7 +52,7 @@ from .crop_paste import resize
 from .generator import Generator, ws_before
 from .projection import ProjectionSettings, project
 from .segmentation import FaceParser, LabelSet
-from .target_mask import dilate, erode, feather, label_owners
+from .target_mask import LabelSource, dilate, erode, feather, label_owners, to_label_map
 
 __all__ = ["FSCode", "CompositeRegions", "CompositeResult", "default_fs_resolution", "PerceptualTarget", "masked_lpips",
            "masked_style_loss", "embed", "align", "mix_structures", "blend", "composite", "paste_back"]
@@ -304,15 +304,15 @@ class CompositeRegions:
     own: dict[int, torch.Tensor]
 
     @classmethod
-    def of(cls, label_maps: Sequence[torch.Tensor], target: torch.Tensor, label_set: LabelSet,
+    def of(cls, label_maps: Sequence[LabelSource], target: torch.Tensor, label_set: LabelSet,
            mapping: Mapping[str, int], default_source: int) -> "CompositeRegions":
-        """label_maps: [h, w] long per image (resized, nearest, to the target's size); target: [H, W] long."""
+        """label_maps: per image, [h, w] or [1, h, w] long, or ``{label name: mask}`` (resized,
+        nearest, to the target's size); target: [H, W] long."""
         owners = label_owners(label_set, mapping, default_source, len(label_maps)).to(target.device)
         size = tuple(target.shape)
 
         def owner_map(i: int) -> torch.Tensor:
-            labels = label_maps[i].to(target.device)
-            label_set.check_labels(labels)
+            labels = to_label_map(label_maps[i], label_set)[0].to(target.device)
             if tuple(labels.shape) != size:
                 labels = F.interpolate(labels[None, None].float(), size=size, mode="nearest")[0, 0].long()
             return owners[labels]
@@ -381,15 +381,16 @@ def blend(G: Generator, F_mixed: torch.Tensor, codes: Sequence[FSCode], images: 
 
 
 def composite(G: Generator, images: Sequence[torch.Tensor], codes: Sequence[FSCode],
-              label_maps: Sequence[torch.Tensor], target: torch.Tensor, parser: FaceParser, lpips_model,
+              label_maps: Sequence[LabelSource], target: torch.Tensor, parser: FaceParser, lpips_model,
               mapping: Mapping[str, int], default_source: int = 0, *, align_steps: int = 140,
               lender_align_steps: int = 100, blend_steps: int = 400, lr: float = 0.01, style_weight: float = 4e4,
               smooth: int = _SMOOTH_PER_256, lpips_size: int = 256,
               progress: Optional[Progress] = None) -> CompositeResult:
     """Aligns, mixes and blends the embedded ``images`` into one composite showing ``target``.
 
-    images: [1, 3, H, W] each, at G's size; codes: their :func:`embed` results; label_maps: [H', W']
-    long each (what the target was composed from, in ``parser.label_set``); target: [H', W'] long
+    images: [1, 3, H, W] each, at G's size; codes: their :func:`embed` results; label_maps: what
+    the target was composed from, one per image, in ``parser.label_set`` ([H', W'] long, or
+    ``{label name: mask}``, see :func:`~insetgan_ops.target_mask.to_label_map`); target: [H', W'] long
     (:func:`~insetgan_ops.target_mask.compose_target` with the same ``mapping``/``default_source``).
     ``smooth`` is the dilation/erosion radius in pixels per 256 of image height.
     """

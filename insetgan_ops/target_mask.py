@@ -39,8 +39,8 @@ import torch.nn.functional as F
 
 from .segmentation import LabelSet
 
-__all__ = ["DEFAULT_FILL_LABELS", "labels_from_masks", "to_label_map", "label_owners", "compose_target", "fill_holes",
-           "dilate", "erode", "feather"]
+__all__ = ["DEFAULT_FILL_LABELS", "LabelSource", "labels_from_masks", "to_label_map", "label_owners", "compose_target",
+           "fill_holes", "dilate", "erode", "feather"]
 
 DEFAULT_FILL_LABELS = ("background", "skin", "neck", "cloth")
 

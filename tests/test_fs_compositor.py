@@ -142,6 +142,11 @@ def test_regions_and_structure_mix_take_each_area_from_its_source():
     lender_map[:32, :32] = LABELS.index("hair")
     target = compose_target([default_map, lender_map], LABELS, mapping={"hair": 1})
     regions = CompositeRegions.of([default_map, lender_map], target, LABELS, {"hair": 1}, 0)
+    from_masks = CompositeRegions.of([default_map, {"hair": (lender_map == 2).float()}], target, LABELS,
+                                     {"hair": 1}, 0)
+    assert all(torch.equal(a, b) for a, b in [(regions.changed, from_masks.changed),
+                                              (regions.target[1], from_masks.target[1]),
+                                              (regions.own[1], from_masks.own[1])])
     assert torch.equal(regions.target[1][0, 0], (lender_map == 2).float())
     assert torch.equal(regions.own[1][0, 0], (lender_map == 2).float())
     assert torch.equal(regions.changed[0, 0], ((default_map == 2) | (lender_map == 2)).float())
