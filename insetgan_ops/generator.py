@@ -404,6 +404,12 @@ class SynthesisNetwork(nn.Module):
         return x, img
 
     def forward(self, ws: torch.Tensor, noise_mode: NoiseMode = "const", half: bool = False) -> torch.Tensor:
+        """ws: [B, num_ws, w_dim] -> img [B, img_channels, H, W] (float32).
+
+        ``half`` runs the blocks at or above ``config.fp16_resolution`` (NVIDIA's ``num_fp16_res``)
+        in float16, as NVIDIA does without ``force_fp32``; the RGB skip stays float32. It is meant
+        for GPUs; on a CPU it works, to float16 precision, but is usually slower than float32.
+        """
         self._check_ws(ws, 0, self.num_ws)
         _, img = self._run(None, None, ws, self.block_resolutions, noise_mode, half, with_rgb_after=True)
         return img
