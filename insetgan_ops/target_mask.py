@@ -28,6 +28,9 @@ How the target is built:
       neighbours (the lower label index on ties, so background wins against skin). Faces thus
       get no wider than halfway into a hole beside them.
    c. Holes that no fill label reaches become background.
+
+:func:`dilate`, :func:`erode` and :func:`feather` shape the region masks that the compositor
+derives from the target (blending at feature resolution, pasting back).
 """
 
 from __future__ import annotations
