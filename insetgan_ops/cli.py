@@ -6,6 +6,7 @@ running it and returning the exit status) in :data:`COMMANDS`; :func:`register` 
 
     python -m insetgan_ops info stylegan2-ffhq-config-f.pkl
     python -m insetgan_ops convert stylegan2-ffhq-config-f.pkl ffhq.safetensors
+    python -m insetgan_ops demo --out demo_out --seeds 0-15
 
 A :class:`~.checkpoints.CheckpointError` ends the command with its message on stderr and status 1.
 """
@@ -22,6 +23,7 @@ from typing import Callable, Optional, Sequence
 from .checkpoints import CheckpointError, read_checkpoint, save_generator
 from .checkpoints.common import Checkpoint
 from .checkpoints.shapes import build_generator
+from .demo import insetgan_job
 
 
 @dataclasses.dataclass(frozen=True)
@@ -103,6 +105,8 @@ def _convert(args: argparse.Namespace) -> int:
 register(Command("info", "print a generator file's format and architecture", _info_arguments, _info))
 register(Command("convert", "convert a generator file to the pack's .safetensors format", _convert_arguments,
                  _convert))
+register(Command("demo", "InsetGAN joint face refinement on the demo models: images, contact sheet, summary.json",
+                 insetgan_job.add_arguments, insetgan_job.run))
 
 
 def build_parser() -> argparse.ArgumentParser:
