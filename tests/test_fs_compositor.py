@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from insetgan_ops.fs_compositor import (CompositeRegions, FSCode, align, blend, composite,
                                         default_fs_resolution, embed, masked_lpips, masked_style_loss,
                                         mix_structures, paste_back)
-from insetgan_ops.generator import ws_before
+from insetgan_ops.generator import Generator, GeneratorConfig, ws_before
 from insetgan_ops.segmentation import FaceParser, LabelSet
 from insetgan_ops.target_mask import compose_target
 from tests.tiny_generator import tiny_generator
@@ -60,6 +60,9 @@ def mse(a: torch.Tensor, b: torch.Tensor) -> float:
 def test_default_fs_resolution_is_32_at_1024_and_a_quarter_below_128(G):
     assert default_fs_resolution(G) == 16
     assert ws_before(16) == 5 and G.num_ws == 10
+    with torch.device("meta"):
+        ffhq = Generator(GeneratorConfig(img_resolution=1024))
+    assert default_fs_resolution(ffhq) == 32 and ws_before(32) == 7 and ffhq.num_ws - 7 == 11  # Barbershop's F, S
 
 
 def test_embed_reduces_the_error_in_both_stages(G, lpips_model):
