@@ -15,7 +15,9 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 PACK_NAME = "comfyui_insetgan_under_test"
 
-torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+# torch already honours OMP_NUM_THREADS; without it, use at most two threads (CI's machine size).
+if "OMP_NUM_THREADS" not in os.environ:
+    torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
 
 
 def load_pack():
