@@ -54,6 +54,7 @@ __all__ = ["CanvasSpec", "InsetResult", "InsetSpec", "Phase", "RandomInit", "def
 
 CANVAS = "canvas"
 """The canvas generator's name in losses, latents and results."""
+_MIN_LPIPS_SIZE = 32  # the smallest image side LPIPS (AlexNet) accepts
 
 
 @dataclasses.dataclass(frozen=True)
@@ -142,14 +143,16 @@ def standard_losses(canvas: CanvasSpec, insets: Sequence[InsetSpec], lpips: Opti
     Per inset: coarse (at ``min(64, h // 4)`` pixels high), border (``clamp(h // 32, 2, 8)`` pixels
     wide) and, with ``preserve_insets`` (face swap, a given face), face preservation; per trainable
     generator: the regulariser; with a trainable canvas: body preservation (margin and feather of
-    ``canvas_height / 128`` pixels). LPIPS weights are used when ``lpips`` is given, else 0.
+    ``canvas_height / 128`` pixels). LPIPS weights are used when ``lpips`` is given, else 0 (and on
+    coarse images smaller than AlexNet's minimum of 32 pixels).
     """
     with_lpips = lpips is not None
     terms = []
     for spec in insets:
         h = spec.generator.img_height
-        terms.append(CoarseLoss(spec.name, resolution=min(64, max(4, h // 4)), lpips=lpips,
-                                lpips_weight=0.05 if with_lpips else 0.0))
+        coarse = min(64, max(4, h // 4))
+        terms.append(CoarseLoss(spec.name, resolution=coarse, lpips=lpips,
+                                lpips_weight=0.05 if with_lpips and coarse >= _MIN_LPIPS_SIZE else 0.0))
         terms.append(BorderLoss(spec.name, width=min(8, max(2, h // 32)), lpips=lpips))
         if preserve_insets:
             terms.append(FacePreservationLoss(spec.name, margin=min(8, max(2, h // 32)), lpips=lpips,
