@@ -68,7 +68,7 @@ def test_every_node_documents_itself(pack):
     assert set(pack.NODE_DISPLAY_NAME_MAPPINGS) == set(pack.NODE_CLASS_MAPPINGS)
     for node_id, cls in pack.NODE_CLASS_MAPPINGS.items():
         assert node_id.startswith("InsetGAN")
-        assert cls.CATEGORY == "InsetGAN/StyleGAN" and len(cls.DESCRIPTION) > 20
+        assert cls.CATEGORY.startswith("InsetGAN/") and len(cls.DESCRIPTION) > 20
         assert len(getattr(cls, "OUTPUT_TOOLTIPS", ())) == len(cls.RETURN_TYPES)
         types = cls.INPUT_TYPES()
         for name, spec in [*types["required"].items(), *types.get("optional", {}).items()]:
@@ -220,6 +220,14 @@ def test_example_workflow_end_to_end(env, N, lib):
     pixels = np.stack([np.asarray(Image.open(p)) for p in saved]).astype(np.float32)
     assert np.abs(pixels - expected.numpy()).max() <= 1.0  # ComfyUI truncates to uint8
     assert results[save_id] == ()
+
+
+def test_runner_builds_the_prompt_comfyuis_frontend_builds(env, N):
+    """The fixture is the API prompt ComfyUI's frontend (comfyui-frontend-package 1.45.20, ComfyUI
+    0.27) queued for the example workflow, taken from the server's /history."""
+    sent = json.loads((ROOT / "tests" / "data" / "comfyui_frontend" / f"{EXAMPLE.stem}.api.json").read_text())
+    expected = {node_id: {k: v for k, v in node.items() if k != "_meta"} for node_id, node in sent.items()}
+    assert to_api_prompt(json.loads(EXAMPLE.read_text()), N) == expected
 
 
 def test_workflow_runner_catches_what_comfyui_rejects(env, N):
