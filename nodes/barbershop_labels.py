@@ -1,0 +1,361 @@
+"""ComfyUI nodes for Barbershop's segmentation side: load a face parser, segment images, turn label
+maps into masks and masks into label maps, and compose the target label map of a composite.
+
+Custom types:
+
+``FACE_PARSER``
+    an :class:`insetgan_ops.segmentation.FaceParser` (BiSeNet or the demo parser), frozen.
+``LABEL_MAP``
+    a :class:`LabelMap`: label indices ``[B, H, W]`` with the :class:`~insetgan_ops.segmentation.LabelSet`
+    they index, so a map is never read with another set's names by mistake.
+``BARBERSHOP_TARGET``
+    a :class:`CompositeTarget`: the target label map together with the reference maps and the
+    label-to-reference mapping it was composed from (what Align needs to find each region).
+
+Label maps may come from the parser (Segment) or from any ComfyUI MASK (Label Map from Masks), so
+artists can paint regions or use another segmenter. References are called a, b, c everywhere.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+from typing import Optional
+
+import torch
+from safetensors import SafetensorError, safe_open
+
+from ..insetgan_ops.segmentation import (BARBERSHOP_16, FACE_PARSER_FORMAT_TAG, LABEL_SETS, FaceParser, LabelSet,
+                                         load_face_parser)
+from ..insetgan_ops.target_mask import DEFAULT_FILL_LABELS, compose_target, labels_from_masks
+from . import comfy_runtime
+from .convert import from_comfy_image, from_comfy_mask, to_comfy_mask
+
+CATEGORY = "InsetGAN/Barbershop"
+FACE_PARSER = "FACE_PARSER"
+LABEL_MAP = "LABEL_MAP"
+BARBERSHOP_TARGET = "BARBERSHOP_TARGET"
+SOURCE_NAMES = ("a", "b", "c")
+MASK_SLOTS = 4
+# Every label name of the known label sets, for label pickers (a name must still be in the map's set).
+LABEL_NAMES = tuple(dict.fromkeys(name for s in (BARBERSHOP_16, *LABEL_SETS.values()) for name in s.labels))
+
+_TOOLTIPS = {
+    "label_map": "A label map from Segment, Label Map from Masks or Compose Target Mask.",
+    "labels": "Label names joined by commas (e.g. 'hair' or 'upper_lip, lower_lip, mouth'); the mask is their "
+              "union. Names of the label map's set: barbershop-16 or celebamask-hq-19.",
+}
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class LabelMap:
+    """What a ``LABEL_MAP`` socket carries: ``labels [B, H, W]`` long (CPU) indexing ``label_set``."""
+
+    labels: torch.Tensor
+    label_set: LabelSet
+
+    def __post_init__(self):
+        self.label_set.check_labels(self.labels)
+        if self.labels.ndim != 3:
+            raise ValueError(f"a label map holds [B, H, W] labels, got {list(self.labels.shape)}")
+        object.__setattr__(self, "labels", self.labels.detach().to("cpu", torch.long))
+
+    def one_map(self, label_set: LabelSet, what: str) -> torch.Tensor:
+        """The map [H, W] of a batch of one, re-indexed into ``label_set`` (e.g. CelebAMask-HQ's 19
+        labels into Barbershop's 16); raises naming ``what`` for batches or unconvertible sets."""
+        if self.labels.shape[0] != 1:
+            raise ValueError(f"{what} holds {self.labels.shape[0]} label maps; a composite takes one image per "
+                             f"reference (pick one image of the batch before segmenting it)")
+        try:
+            return self.label_set.convert(self.labels[0], label_set)
+        except ValueError as e:
+            raise ValueError(f"{what}: {e}. Segment it with a parser of the {label_set.name!r} labels or build it "
+                             f"from masks with that label set") from e
+
+    def preview(self) -> torch.Tensor:
+        """IMAGE [B, H, W, 3]: each label in its colour."""
+        return self.label_set.colorize(self.labels)
+
+    def masks(self, names: str) -> torch.Tensor:
+        """MASK [B, H, W]: the union of the comma-separated label ``names``."""
+        wanted = [n.strip() for n in names.split(",") if n.strip()]
+        if not wanted:
+            raise ValueError(f"no label names given; name one or more of: {', '.join(self.label_set.labels)}")
+        indices = torch.tensor(self.label_set.indices(wanted), dtype=torch.long)
+        return torch.isin(self.labels, indices).float()
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class CompositeTarget:
+    """What a ``BARBERSHOP_TARGET`` socket carries: the target ``labels [H, W]`` in ``label_set``,
+    the reference maps ``sources`` (one [H_k, W_k] per reference a, b, c, in ``label_set``) and
+    ``mapping`` ``{label name: reference index}``, the rest coming from ``default_source``."""
+
+    labels: torch.Tensor
+    label_set: LabelSet
+    sources: tuple[torch.Tensor, ...]
+    mapping: dict
+    default_source: int
+
+
+def source_index(name: str, count: int, what: str) -> int:
+    """The index of reference ``name`` ('a', 'b', 'c') among ``count`` connected references."""
+    key = name.strip().lower()
+    names = SOURCE_NAMES[:count]
+    if key not in names:
+        raise ValueError(f"{what}: unknown reference {name.strip()!r}; the connected references are "
+                         f"{', '.join(names)}")
+    return names.index(key)
+
+
+def parse_mapping(text: str, label_set: LabelSet, count: int) -> dict[str, int]:
+    """``"hair: b, hat: b"`` -> ``{"hair": 1, "hat": 1}``; entries split at commas, semicolons or
+    new lines. Raises for a malformed entry, an unknown label (listing the set) or reference."""
+    mapping: dict[str, int] = {}
+    for entry in re.split(r"[,;\n]", text):
+        if not entry.strip():
+            continue
+        label, colon, source = entry.partition(":")
+        if not colon or not label.strip() or not source.strip():
+            raise ValueError(f"mapping entry {entry.strip()!r} must read 'label: reference', e.g. 'hair: b'")
+        label_set.index(label.strip())
+        mapping[label.strip()] = source_index(source, count, f"mapping entry {entry.strip()!r}")
+    return mapping
+
+
+class _LoadedParsers:
+    """Face parsers already loaded, one per file and device, reused while the file is unchanged."""
+
+    def __init__(self):
+        self._entries: dict[tuple[str, str], tuple[int, FaceParser]] = {}
+
+    def get(self, path: str, device: torch.device) -> FaceParser:
+        key, stamp = (path, str(device)), os.stat(path).st_mtime_ns
+        entry = self._entries.get(key)
+        if entry is not None and entry[0] == stamp:
+            return entry[1]
+        # Loaded outside inference mode: Align backpropagates through the parser.
+        with torch.inference_mode(False):
+            parser = load_face_parser(path, device)
+        self._entries[key] = (stamp, parser)
+        return parser
+
+
+LOADED_PARSERS = _LoadedParsers()
+
+
+def _is_face_parser_file(name: str) -> bool:
+    """Whether a listed model file can be a face parser: BiSeNet state dicts (.pth/.pt) and
+    .safetensors tagged as face parsers (the demo generators share the pack's weights folder)."""
+    lower = name.lower()
+    if lower.endswith((".pth", ".pt")):
+        return True
+    if not lower.endswith(".safetensors"):
+        return False
+    try:
+        with safe_open(comfy_runtime.model_path("face_parsing", name), framework="pt") as f:
+            return (f.metadata() or {}).get("format") == FACE_PARSER_FORMAT_TAG
+    except (SafetensorError, OSError, ValueError):
+        return False
+
+
+class LoadFaceParser:
+    DESCRIPTION = ("Loads a face parser from models/face_parsing: BiSeNet's 79999_iter.pth (CelebAMask-HQ, 19 "
+                   "labels) or Barbershop's seg.pth (16 labels), or the pack's demo parser face_parser.safetensors "
+                   "(16 labels, for the demo face generator). Nothing in the file is executed.")
+    CATEGORY = CATEGORY
+    RETURN_TYPES = (FACE_PARSER,)
+    RETURN_NAMES = ("face_parser",)
+    OUTPUT_TOOLTIPS = ("The face parser, frozen; it segments images and drives Align.",)
+    FUNCTION = "load"
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {
+            "model_name": ([n for n in comfy_runtime.list_models("face_parsing") if _is_face_parser_file(n)], {
+                "tooltip": "Face parser file in models/face_parsing (the pack's demo parser is listed too)."}),
+            "device": (["auto", "cpu"], {
+                "default": "auto",
+                "tooltip": "auto: ComfyUI's device. Align needs the parser on the generator's device."}),
+        }}
+
+    @classmethod
+    def IS_CHANGED(cls, model_name, device):
+        try:
+            return os.stat(comfy_runtime.model_path("face_parsing", model_name)).st_mtime_ns
+        except (OSError, ValueError):
+            return float("nan")  # never equal to itself: the node runs and reports the problem
+
+    def load(self, model_name: str, device: str):
+        path = comfy_runtime.model_path("face_parsing", model_name)
+        where = comfy_runtime.torch_device() if device == "auto" else torch.device(device)
+        return (LOADED_PARSERS.get(path, where),)
+
+
+class Segment:
+    DESCRIPTION = ("Segments faces into labels (skin, nose, eyes, brows, hair, ...) with a face parser. Gives the "
+                   "label map for Compose Target Mask, a coloured preview and the mask of chosen labels.")
+    CATEGORY = CATEGORY
+    RETURN_TYPES = (LABEL_MAP, "IMAGE", "MASK")
+    RETURN_NAMES = ("label_map", "preview", "mask")
+    OUTPUT_TOOLTIPS = ("One label map per image, at the image's size.",
+                       "The label map in colour (one colour per label).",
+                       "The union of the labels named in 'labels'.")
+    FUNCTION = "segment"
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {
+            "face_parser": (FACE_PARSER, {"tooltip": "A parser from Load Face Parser."}),
+            "image": ("IMAGE", {"tooltip": "Face images (any size; the parser resizes internally)."}),
+            "labels": ("STRING", {"default": "hair", "tooltip": _TOOLTIPS["labels"]}),
+        }}
+
+    def segment(self, face_parser: FaceParser, image: torch.Tensor, labels: str):
+        device = next(face_parser.parameters()).device
+        parsed = torch.cat([face_parser.parse(from_comfy_image(one[None]).to(device)) for one in image])
+        label_map = LabelMap(parsed, face_parser.label_set)
+        return label_map, label_map.preview(), to_comfy_mask(label_map.masks(labels))
+
+
+class LabelMapToMask:
+    DESCRIPTION = "The mask of some labels of a label map, for any ComfyUI node that takes a MASK."
+    CATEGORY = CATEGORY
+    RETURN_TYPES = ("MASK",)
+    RETURN_NAMES = ("mask",)
+    OUTPUT_TOOLTIPS = ("1 where the pixel has one of the labels, else 0.",)
+    FUNCTION = "to_mask"
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {
+            "label_map": (LABEL_MAP, {"tooltip": _TOOLTIPS["label_map"]}),
+            "labels": ("STRING", {"default": "hair", "tooltip": _TOOLTIPS["labels"]}),
+        }}
+
+    def to_mask(self, label_map: LabelMap, labels: str):
+        return (to_comfy_mask(label_map.masks(labels)),)
+
+
+class LabelMapFromMasks:
+    DESCRIPTION = ("Builds a label map from plain MASKs (painted in the mask editor, or from any segmenter node): "
+                   "each connected mask gives its label where it is at least 0.5 (the strongest mask wins). "
+                   "Elsewhere the pixel keeps the base label map's label, or is background without a base.")
+    CATEGORY = CATEGORY
+    RETURN_TYPES = (LABEL_MAP, "IMAGE")
+    RETURN_NAMES = ("label_map", "preview")
+    OUTPUT_TOOLTIPS = ("The label map, at the base map's size (else the first mask's).", "The label map in colour.")
+    FUNCTION = "build"
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        optional = {"base": (LABEL_MAP, {"tooltip": "A label map to paint over (its label set is then used)."})}
+        for i in range(1, MASK_SLOTS + 1):
+            optional[f"mask_{i}"] = ("MASK", {"tooltip": f"Region of label_{i}: 1 inside, 0 outside."})
+        required = {"label_set": (list(LABEL_SETS), {
+            "default": BARBERSHOP_16.name,
+            "tooltip": "Label set of the map when no base is connected; barbershop-16 suits the demo parser and "
+                       "Barbershop's seg.pth, celebamask-hq-19 BiSeNet's 79999_iter.pth."})}
+        for i, default in zip(range(1, MASK_SLOTS + 1), ("hair", "skin", "background", "background")):
+            required[f"label_{i}"] = (list(LABEL_NAMES), {"default": default,
+                                                          "tooltip": f"The label mask_{i} paints."})
+        return {"required": required, "optional": optional}
+
+    def build(self, label_set: str, base: Optional[LabelMap] = None, **slots):
+        labels_of = LABEL_SETS[label_set] if base is None else base.label_set
+        painted = [(slots[f"label_{i}"], from_comfy_mask(slots[f"mask_{i}"])[:, 0])
+                   for i in range(1, MASK_SLOTS + 1) if slots.get(f"mask_{i}") is not None]
+        if not painted:
+            if base is None:
+                raise ValueError("connect at least one mask (or a base label map to pass through)")
+            return base, base.preview()
+        names = [name for name, _ in painted]
+        if len(set(names)) != len(names):
+            raise ValueError(f"two masks paint the same label ({', '.join(names)}); combine them first "
+                             f"(e.g. with MaskComposite, operation 'add')")
+        size = tuple(painted[0][1].shape[-2:]) if base is None else tuple(base.labels.shape[-2:])
+        masks = {name: torch.nn.functional.interpolate(m[:, None], size=size, mode="bilinear",
+                                                       align_corners=False)[:, 0]
+                 for name, m in painted}
+        labels = labels_from_masks(masks, labels_of)
+        if base is not None:
+            claimed = torch.stack(torch.broadcast_tensors(*masks.values())).amax(dim=0) >= 0.5
+            labels = torch.where(claimed, labels, base.labels)
+        label_map = LabelMap(labels, labels_of)
+        return label_map, label_map.preview()
+
+
+class ComposeTargetMask:
+    DESCRIPTION = ("Composes the label map the composite should show from the references' label maps: the labels "
+                   "named in 'mapping' come from their reference (hair from b by default), every other label from "
+                   "the default reference. The holes this leaves (where a's long hair was) are filled plausibly "
+                   "with background, skin, neck or cloth. An optional painted mask forces one label's region.")
+    CATEGORY = CATEGORY
+    RETURN_TYPES = (BARBERSHOP_TARGET, LABEL_MAP, "IMAGE")
+    RETURN_NAMES = ("target", "label_map", "preview")
+    OUTPUT_TOOLTIPS = ("The target with the maps and mapping it came from, for Align.",
+                       "The target label map alone.", "The target in colour.")
+    FUNCTION = "compose"
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {
+            "labels_a": (LABEL_MAP, {"tooltip": "Label map of reference a (usually the identity: the person "
+                                                "whose face is kept)."}),
+            "labels_b": (LABEL_MAP, {"tooltip": "Label map of reference b."}),
+            "mapping": ("STRING", {"default": "hair: b", "multiline": True,
+                                   "tooltip": "Which labels come from which reference: 'label: reference' entries "
+                                              "joined by commas or new lines, e.g. 'hair: b' (hair transfer) or "
+                                              "'skin: b, nose: b, eyes: b, brows: b, mouth: b, upper_lip: b, "
+                                              "lower_lip: b' (face swap)."}),
+            "default_source": (list(SOURCE_NAMES), {"default": "a",
+                                                    "tooltip": "The reference every label not named in "
+                                                               "'mapping' comes from."}),
+            "fill_labels": ("STRING", {"default": ", ".join(DEFAULT_FILL_LABELS),
+                                       "tooltip": "Labels that may fill holes (regions no reference claims), "
+                                                  "joined by commas; names missing from the label set are "
+                                                  "ignored."}),
+            "override_label": (list(LABEL_NAMES), {"default": "hair",
+                                                   "tooltip": "The label override_mask paints."}),
+        }, "optional": {
+            "labels_c": (LABEL_MAP, {"tooltip": "Label map of reference c (e.g. a third image lending the "
+                                                "hair's appearance while b gives its shape)."}),
+            "override_mask": ("MASK", {"tooltip": "A painted region that gets override_label; that label's "
+                                                  "pixels outside it are released and filled like holes."}),
+        }}
+
+    def compose(self, labels_a: LabelMap, labels_b: LabelMap, mapping: str, default_source: str, fill_labels: str,
+                override_label: str, labels_c: Optional[LabelMap] = None,
+                override_mask: Optional[torch.Tensor] = None):
+        maps = [m for m in (labels_a, labels_b, labels_c) if m is not None]
+        label_set = labels_a.label_set
+        sources = tuple(m.one_map(label_set, f"labels_{name}") for m, name in zip(maps, SOURCE_NAMES))
+        chosen = parse_mapping(mapping, label_set, len(maps))
+        default = source_index(default_source, len(maps), "default_source")
+        if all(index == default for index in chosen.values()):
+            raise ValueError(f"mapping {mapping!r} takes no label from a reference other than the default "
+                             f"({SOURCE_NAMES[default]}), so there is nothing to composite; name at least one, "
+                             f"e.g. 'hair: b'")
+        override = None if override_mask is None else {override_label: from_comfy_mask(override_mask)[:, 0]}
+        fills = [n.strip() for n in fill_labels.split(",") if n.strip()]
+        labels = compose_target(list(sources), label_set, chosen, default, override, fills)
+        target = CompositeTarget(labels, label_set, sources, chosen, default)
+        label_map = LabelMap(labels[None], label_set)
+        return target, label_map, label_map.preview()
+
+
+NODE_CLASS_MAPPINGS = {
+    "InsetGANLoadFaceParser": LoadFaceParser,
+    "InsetGANSegment": Segment,
+    "InsetGANLabelMapToMask": LabelMapToMask,
+    "InsetGANLabelMapFromMasks": LabelMapFromMasks,
+    "InsetGANComposeTargetMask": ComposeTargetMask,
+}
+NODE_DISPLAY_NAME_MAPPINGS = {
+    "InsetGANLoadFaceParser": "Load Face Parser",
+    "InsetGANSegment": "Segment Face",
+    "InsetGANLabelMapToMask": "Label Map to Mask",
+    "InsetGANLabelMapFromMasks": "Label Map from Masks",
+    "InsetGANComposeTargetMask": "Compose Target Mask",
+}
