@@ -136,6 +136,13 @@ def _check_folder_name(name: str) -> None:
         raise ValueError(f"unknown model folder {name!r}; this pack's folders are {sorted(MODEL_FOLDERS)}")
 
 
+def model_folders(name: str) -> list[str]:
+    """The folders searched for models of ``name``, in search order."""
+    _check_folder_name(name)
+    fp = _comfy("folder_paths")
+    return list(fp.get_folder_paths(name)) if fp is not None else [str(f) for f in _fallback_folders(name)]
+
+
 def list_models(name: str) -> list[str]:
     """Model files (``.pkl .pt .pth .safetensors``) in the folders of ``name``, as relative paths."""
     _check_folder_name(name)
