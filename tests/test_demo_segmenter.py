@@ -116,3 +116,5 @@ def test_training_is_seeded_and_writes_a_loadable_file(tmp_path):
     assert training["steps"] == 2 and training["seed"] == 3
     with pytest.raises(ValueError, match="steps"):
         train_segmenter(a, steps=0)
+    with pytest.raises(ValueError, match="held-out"):
+        train_segmenter(a, steps=1, seed=2**11)

@@ -112,6 +112,9 @@ def _generator(seed: Seed) -> torch.Generator:
         return seed
     if not isinstance(seed, int) or isinstance(seed, bool):
         raise TypeError(f"seed must be an int or a torch.Generator, got {type(seed).__name__}")
+    if not 0 <= seed < 2**32:
+        # torch's CPU generator keeps only the low 32 bits: larger seeds would repeat smaller ones.
+        raise ValueError(f"seed must lie in [0, 2**32), got {seed}")
     return torch.Generator().manual_seed(seed)
 
 
@@ -138,7 +141,7 @@ def _hsv(g: torch.Generator, n: int, sat: tuple[float, float], val: tuple[float,
 
 
 def sample_attributes(n: int, seed: Seed) -> FigureAttributes:
-    """Draws ``n`` people's attributes from ``seed`` (an int, or a ``torch.Generator`` to continue).
+    """Draws ``n`` people's attributes from ``seed`` (an int in [0, 2**32), or a ``torch.Generator`` to continue).
 
     The same seed gives the same attributes; :func:`render_bodies`, :func:`render_faces` and
     :func:`render_shoes` with the same seed therefore draw the same people.

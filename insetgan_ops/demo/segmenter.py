@@ -40,8 +40,9 @@ ARCH = "demo-unet"
 DEMO_FACE_PARSER = Path(__file__).resolve().parent / "weights" / "face_parser.safetensors"
 """The shipped weights, trained by :func:`train_segmenter`."""
 
-HELD_OUT_SEED = 2**40
-"""First seed of the evaluation faces; training draws seeds ``seed * 2**20 + step``, far below it."""
+HELD_OUT_SEED = 2**31
+"""Seed of the evaluation faces. Training renders step ``i`` from seed ``seed * 2**20 + i`` with
+``seed < 2**11`` and ``i < 2**20``, always below it (renderer seeds are 32-bit)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -243,8 +244,11 @@ def train_segmenter(out_path: "str | os.PathLike" = DEMO_FACE_PARSER, steps: int
     and ends with the held-out mean IoU on ``eval_faces`` faces (:func:`evaluate`), which is also
     stored in the file.
     """
-    if steps < 1:
-        raise ValueError(f"steps must be at least 1, got {steps}")
+    if not 1 <= steps <= 2**20:
+        raise ValueError(f"steps must lie in [1, 2**20], got {steps}")
+    if not 0 <= seed < 2**11:
+        raise ValueError(f"seed must lie in [0, 2048) so that training faces stay apart from the held-out ones, "
+                         f"got {seed}")
     torch.manual_seed(seed)
     parser = DemoFaceParser(config).to(device).train()
     optimiser = torch.optim.Adam(parser.parameters(), lr=lr)
@@ -267,6 +271,7 @@ def train_segmenter(out_path: "str | os.PathLike" = DEMO_FACE_PARSER, steps: int
     log(f"held-out mean IoU {result['miou']:.4f}  ("
         + ", ".join(f"{k} {v:.3f}" for k, v in result["iou"].items()) + f")  {seconds:.0f} s in all")
     save_segmenter(parser, out_path, {"steps": steps, "seed": seed, "batch": batch, "lr": lr,
-                                      "held_out_miou": round(result["miou"], 4), "seconds": round(seconds),
+                                      "held_out_miou": round(result["miou"], 4), "held_out_faces": eval_faces,
+                                      "held_out_seed": HELD_OUT_SEED, "seconds": round(seconds),
                                       "device": str(device), "torch": torch.__version__})
     return parser
