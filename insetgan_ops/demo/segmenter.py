@@ -11,6 +11,10 @@ Network (``c`` = ``config.channels``, input 64x64)::
     x [B, 3, 64, 64] -> enc c0 @64 -> enc c1 @32 -> enc c2 @16 -> bottleneck c2 @8
                      -> dec c2 @16 (+ skip) -> dec c1 @32 (+ skip) -> dec c0 @64 (+ skip) -> 1x1 -> [B, 16, 64, 64]
 
+Training (the shipped weights: the defaults)::
+
+    python -m insetgan_ops.demo.segmenter --out insetgan_ops/demo/weights/face_parser.safetensors
+
 Every stage is two 3x3 conv-BN-ReLU layers; down-sampling is 2x2 average pooling, up-sampling
 bilinear. Weights file: ``.safetensors`` with metadata ``{"format": "insetgan-face-parser",
 "arch": "demo-unet", "labels": <JSON list>, "config": <JSON>, "training": <JSON>}``.
@@ -18,13 +22,15 @@ bilinear. Weights file: ``.safetensors`` with metadata ``{"format": "insetgan-fa
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import json
 import math
 import os
+import sys
 import time
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Callable, Optional, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -234,7 +240,7 @@ def _augment(image: torch.Tensor, labels: torch.Tensor, g: torch.Generator) -> t
 
 
 def train_segmenter(out_path: "str | os.PathLike" = DEMO_FACE_PARSER, steps: int = 1500, seed: int = 0,
-                    log: Callable[[str], None] = print, batch: int = 32, lr: float = 3e-3,
+                    log: Callable[[str], None] = print, batch: int = 24, lr: float = 3e-3,
                     config: SegmenterConfig = SegmenterConfig(), device: "str | torch.device" = "cpu",
                     eval_faces: int = 512) -> DemoFaceParser:
     """Trains a :class:`DemoFaceParser` on fresh rendered faces each step and saves it to ``out_path``.
@@ -275,3 +281,23 @@ def train_segmenter(out_path: "str | os.PathLike" = DEMO_FACE_PARSER, steps: int
                                       "held_out_seed": HELD_OUT_SEED, "seconds": round(seconds),
                                       "device": str(device), "torch": torch.__version__})
     return parser
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    """Command line of :func:`train_segmenter`."""
+    cli = argparse.ArgumentParser(prog="python -m insetgan_ops.demo.segmenter",
+                                  description="Trains the demo face parser on rendered faces.")
+    cli.add_argument("--out", default=str(DEMO_FACE_PARSER), help="weights file to write (default: the shipped one)")
+    cli.add_argument("--steps", type=int, default=1500)
+    cli.add_argument("--batch", type=int, default=24)
+    cli.add_argument("--seed", type=int, default=0)
+    cli.add_argument("--device", default="cpu")
+    cli.add_argument("--eval-faces", type=int, default=512, help="held-out faces for the final mean IoU")
+    args = cli.parse_args(argv)
+    train_segmenter(args.out, steps=args.steps, seed=args.seed, batch=args.batch, device=args.device,
+                    eval_faces=args.eval_faces, log=lambda line: print(line, flush=True))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
