@@ -239,23 +239,29 @@ class _Canvas:
 
     def paint(self, sdf: torch.Tensor, colour: torch.Tensor, label: Optional[int] = None,
               px: float = 1.0, soft: float = 1.0, rim: float = 0.25, rim_width: float = 3.0,
-              texture: Optional[torch.Tensor] = None) -> torch.Tensor:
+              texture: Optional[torch.Tensor] = None) -> None:
         """Paints a shape given by its signed distance ``sdf`` (``[n, H, W]``, in units of ``px`` pixels).
 
         ``colour`` is ``[n, 3]``; the shape darkens by up to ``rim`` towards its edge over
-        ``rim_width`` pixels and is multiplied by ``texture`` (``[n, H, W]``) when given.
-        Returns the coverage ``[n, H, W]`` in ``[0, 1]``.
+        ``rim_width`` pixels and is multiplied by ``texture`` (``[n, H, W]``) when given. Only the
+        rows and columns the shape covers in some sample are touched.
         """
         d = sdf * px
         alpha = (0.5 - d / soft).clamp_(0, 1)
+        covered = alpha.amax(0) > 0  # [H, W]: covered in some sample
+        rows = covered.any(1).nonzero()
+        if len(rows) == 0:
+            return
+        cols = covered.any(0).nonzero()
+        r, c = slice(int(rows[0]), int(rows[-1]) + 1), slice(int(cols[0]), int(cols[-1]) + 1)
+        d, alpha = d[:, r, c], alpha[:, r, c]
         shade = (1 + d / (2 * rim_width)).clamp_(0, 1).square_().mul_(-rim).add_(1)
         if texture is not None:
-            shade = shade * texture
-        fill = colour[:, :, None, None] * shade[:, None]
-        self.image.add_(alpha[:, None] * (fill - self.image))
+            shade = shade * texture[:, r, c]
+        # image <- image * (1 - alpha) + colour * shade * alpha
+        self.image[:, :, r, c].mul_(1 - alpha[:, None]).addcmul_(colour[:, :, None, None], (shade * alpha)[:, None])
         if self.labels is not None and label is not None:
-            self.labels.masked_fill_(alpha > 0.5, label)
-        return alpha
+            self.labels[:, r, c].masked_fill_(alpha > 0.5, label)
 
     def background(self, a: FigureAttributes) -> None:
         """A vertical gradient between two pale colours with a soft light blob."""
