@@ -56,6 +56,16 @@ CANVAS = "canvas"
 """The canvas generator's name in losses, latents and results."""
 _MIN_LPIPS_SIZE = 32  # the smallest image side LPIPS (AlexNet) accepts
 
+BORDER_WEIGHT = 10000.0
+"""L1 weight of the border term in :func:`standard_losses`: between StyleGAN-Human's 2500 (canvas
+steps) and 25000 (inset steps), as one weight serves both; on the demo models (8 seeds, 216 joint
+steps) 2500 left the median seam at 0.53 of the naive paste's, 25000 moved the body (outside change
+0.025), 10000 gave 0.17 at an outside change of 0.010."""
+REGULARIZER_WEIGHT = 1500.0
+"""Weight of ``mean((w* - w_avg)^2)`` and of ``mean(delta^2)`` in :func:`standard_losses`: a tenth of
+StyleGAN-Human's 15000, which on the demo models pulled truncated random starts back to the mean
+face and kept the seam ratio at 0.41-0.53."""
+
 
 @dataclasses.dataclass(frozen=True)
 class RandomInit:
@@ -144,7 +154,8 @@ def standard_losses(canvas: CanvasSpec, insets: Sequence[InsetSpec], lpips: Opti
     wide) and, with ``preserve_insets`` (face swap, a given face), face preservation; per trainable
     generator: the regulariser; with a trainable canvas: body preservation (margin and feather of
     ``canvas_height / 128`` pixels). LPIPS weights are used when ``lpips`` is given, else 0 (and on
-    coarse images smaller than AlexNet's minimum of 32 pixels).
+    coarse images smaller than AlexNet's minimum of 32 pixels). Weights are the loss terms' defaults
+    (StyleGAN-Human's) except :data:`BORDER_WEIGHT` and :data:`REGULARIZER_WEIGHT`.
     """
     with_lpips = lpips is not None
     terms = []
@@ -153,17 +164,17 @@ def standard_losses(canvas: CanvasSpec, insets: Sequence[InsetSpec], lpips: Opti
         coarse = min(64, max(4, h // 4))
         terms.append(CoarseLoss(spec.name, resolution=coarse, lpips=lpips,
                                 lpips_weight=0.05 if with_lpips and coarse >= _MIN_LPIPS_SIZE else 0.0))
-        terms.append(BorderLoss(spec.name, width=min(8, max(2, h // 32)), lpips=lpips))
+        terms.append(BorderLoss(spec.name, width=min(8, max(2, h // 32)), l1_weight=BORDER_WEIGHT, lpips=lpips))
         if preserve_insets:
             terms.append(FacePreservationLoss(spec.name, margin=min(8, max(2, h // 32)), lpips=lpips,
                                               lpips_weight=1.75 if with_lpips else 0.0))
         if spec.trainable:
-            terms.append(RegularizerLoss(spec.name))
+            terms.append(RegularizerLoss(spec.name, REGULARIZER_WEIGHT, REGULARIZER_WEIGHT))
     if canvas.trainable:
         margin = max(1.0, canvas.generator.img_height / 128)
         terms.append(BodyPreservationLoss(margin=margin, feather=margin, lpips=lpips,
                                           lpips_weight=0.1 if with_lpips else 0.0))
-        terms.append(RegularizerLoss(canvas.name))
+        terms.append(RegularizerLoss(canvas.name, REGULARIZER_WEIGHT, REGULARIZER_WEIGHT))
     return LossSet(terms)
 
 
