@@ -325,15 +325,20 @@ def _paint_head(c: _Canvas, f: _Frame, a: FigureAttributes, px, soft: float, det
     u, v = f.uv(c)
     cx, rx = _head_geometry(a)
     yaw = _col(a.yaw)
+    # Ears, brows, eyes, nose and lips lie between 0.34 and 0.78 of the frame's height.
+    band = c.rows(f.y0 + 0.34 * f.size, f.y0 + 0.78 * f.size)
+    band_u, band_v = f.uv(band)
     ear_y = FACE_EYE_HEIGHT + 0.035
     for side in (-1, 1):
         ear_x = cx + side * (rx * 0.97 - 0.01 * side * yaw)
-        c.paint(_ellipse(u, v, ear_x, ear_y, 0.038, 0.068), a.skin * 0.95, EARS, px, soft, rim=0.3, rim_width=1.5)
+        band.paint(_ellipse(band_u, band_v, ear_x, ear_y, 0.038, 0.068), a.skin * 0.95, EARS, px, soft, rim=0.3,
+                   rim_width=1.5)
     # Face: an egg, narrower towards the chin.
     below = ((v - _HEAD_CY) / _HEAD_RY).clamp(0, 1)
     face_rx = rx * (1 - 0.22 * below * below)
     c.paint(_ellipse(u, v, cx, _HEAD_CY, face_rx, _HEAD_RY), a.skin, SKIN, px, soft, rim=0.18, rim_width=4.0)
     _paint_hair_front(c, f, a, u, v, cx, rx, px, soft)
+    c, u, v = band, band_u, band_v
     # Brows.
     tilt = 0.012 * _col(a.brow_tilt)
     eye_dx = 0.115
