@@ -13,7 +13,7 @@ from safetensors.torch import save_file
 from insetgan_ops.checkpoints import CheckpointError
 from insetgan_ops.demo.renderer import render_faces
 from insetgan_ops.demo.segmenter import (
-    DEMO_FACE_PARSER, DemoFaceParser, SegmenterConfig, confusion_matrix, evaluate, iou_per_label, load_segmenter, main,
+    DEMO_FACE_PARSER, DemoFaceParser, SegmenterConfig, confusion_matrix, evaluate, iou_per_label, load_segmenter,
     save_segmenter, train_segmenter,
 )
 from insetgan_ops.segmentation import BARBERSHOP_16, FaceParser, load_face_parser
@@ -119,9 +119,3 @@ def test_training_is_seeded_and_writes_a_loadable_file(tmp_path):
     with pytest.raises(ValueError, match="held-out"):
         train_segmenter(a, steps=1, seed=2**11)
 
-
-def test_command_line_trains_and_writes(tmp_path, capsys):
-    out = tmp_path / "cli.safetensors"
-    assert main(["--out", str(out), "--steps", "1", "--batch", "2", "--eval-faces", "4"]) == 0
-    assert "held-out mean IoU" in capsys.readouterr().out
-    assert isinstance(load_segmenter(out), DemoFaceParser)

@@ -11,9 +11,9 @@ Network (``c`` = ``config.channels``, input 64x64)::
     x [B, 3, 64, 64] -> enc c0 @64 -> enc c1 @32 -> enc c2 @16 -> bottleneck c2 @8
                      -> dec c2 @16 (+ skip) -> dec c1 @32 (+ skip) -> dec c0 @64 (+ skip) -> 1x1 -> [B, 16, 64, 64]
 
-Training (the shipped weights: the defaults)::
+Training (the shipped weights are :func:`train_segmenter`'s defaults)::
 
-    python -m insetgan_ops.demo.segmenter --out insetgan_ops/demo/weights/face_parser.safetensors
+    python -m insetgan_ops.demo.train segmenter --out runs/segmenter --device cpu
 
 Every stage is two 3x3 conv-BN-ReLU layers; down-sampling is 2x2 average pooling, up-sampling
 bilinear. Weights file: ``.safetensors`` with metadata ``{"format": "insetgan-face-parser",
@@ -22,15 +22,13 @@ bilinear. Weights file: ``.safetensors`` with metadata ``{"format": "insetgan-fa
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import json
 import math
 import os
-import sys
 import time
 from pathlib import Path
-from typing import Callable, Optional, Sequence
+from typing import Callable, Optional
 
 import torch
 import torch.nn.functional as F
@@ -282,22 +280,3 @@ def train_segmenter(out_path: "str | os.PathLike" = DEMO_FACE_PARSER, steps: int
                                       "device": str(device), "torch": torch.__version__})
     return parser
 
-
-def main(argv: Optional[Sequence[str]] = None) -> int:
-    """Command line of :func:`train_segmenter`."""
-    cli = argparse.ArgumentParser(prog="python -m insetgan_ops.demo.segmenter",
-                                  description="Trains the demo face parser on rendered faces.")
-    cli.add_argument("--out", default=str(DEMO_FACE_PARSER), help="weights file to write (default: the shipped one)")
-    cli.add_argument("--steps", type=int, default=1500)
-    cli.add_argument("--batch", type=int, default=24)
-    cli.add_argument("--seed", type=int, default=0)
-    cli.add_argument("--device", default="cpu")
-    cli.add_argument("--eval-faces", type=int, default=512, help="held-out faces for the final mean IoU")
-    args = cli.parse_args(argv)
-    train_segmenter(args.out, steps=args.steps, seed=args.seed, batch=args.batch, device=args.device,
-                    eval_faces=args.eval_faces, log=lambda line: print(line, flush=True))
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
