@@ -386,10 +386,13 @@ class SynthesisNetwork(nn.Module):
             self.add_module(f"b{res}", SynthesisBlock(prev, out, cfg, res))
             prev = out
 
-    def _check_ws(self, ws: torch.Tensor, start: int, count: int) -> None:
+    def _check_inputs(self, ws: torch.Tensor, start: int, count: int, half: bool) -> None:
         if ws.ndim != 3 or ws.shape[1] != count or ws.shape[2] != self.w_dim:
             raise ValueError(f"expected ws of shape [B, {count}, {self.w_dim}] (codes {start}..{start + count - 1} "
                              f"of this generator's {self.num_ws}), got {list(ws.shape)}")
+        if half and ws.device.type == "cpu":
+            raise ValueError("half=True is for GPUs: PyTorch computes float16 convolutions on the CPU tens of "
+                             "times slower than float32 (about 70x for a 256x256 generator); use half=False on the CPU")
 
     def _run(self, x, img, ws, resolutions, noise_mode, half, with_rgb_after):
         """Runs blocks ``resolutions`` from state (x, img); ws starts at the first block's first conv."""
@@ -407,10 +410,10 @@ class SynthesisNetwork(nn.Module):
         """ws: [B, num_ws, w_dim] -> img [B, img_channels, H, W] (float32).
 
         ``half`` runs the blocks at or above ``config.fp16_resolution`` (NVIDIA's ``num_fp16_res``)
-        in float16, as NVIDIA does without ``force_fp32``; the RGB skip stays float32. It is meant
-        for GPUs; on a CPU it works, to float16 precision, but is usually slower than float32.
+        in float16, as NVIDIA does without ``force_fp32``; the RGB skip stays float32. It is for
+        GPUs (CUDA, MPS): on the CPU it raises ValueError, float16 being far slower there.
         """
-        self._check_ws(ws, 0, self.num_ws)
+        self._check_inputs(ws, 0, self.num_ws, half)
         _, img = self._run(None, None, ws, self.block_resolutions, noise_mode, half, with_rgb_after=True)
         return img
 
@@ -424,7 +427,7 @@ class SynthesisNetwork(nn.Module):
         """
         if res not in self.block_resolutions:
             raise ValueError(f"res must be one of {self.block_resolutions}, got {res}")
-        self._check_ws(ws, 0, ws_before(res))
+        self._check_inputs(ws, 0, ws_before(res), half)
         x, skip = self._run(None, None, ws, [r for r in self.block_resolutions if r <= res], noise_mode, half,
                             with_rgb_after=False)
         return x.float(), skip
@@ -441,7 +444,7 @@ class SynthesisNetwork(nn.Module):
         if res not in self.block_resolutions:
             raise ValueError(f"res must be one of {self.block_resolutions}, got {res}")
         start = ws_before(res)
-        self._check_ws(ws, start, self.num_ws - start)
+        self._check_inputs(ws, start, self.num_ws - start, half)
         block = getattr(self, f"b{res}")
         img = block.rgb(x, skip, ws[:, 0])
         rest = [r for r in self.block_resolutions if r > res]

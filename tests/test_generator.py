@@ -177,16 +177,44 @@ def test_gradient_reaches_every_layer_code():
     assert (per_layer > 0).all(), per_layer
 
 
-def test_half_precision_stays_close_to_float32():
-    """half=True runs the top num_fp16_res blocks in float16 (meant for GPUs; valid on the CPU too)."""
-    G = make_generator(img_resolution=32, num_fp16_res=2)
+def test_half_precision_on_the_cpu_is_rejected():
+    G = make_generator(num_fp16_res=2)
     ws = random_ws(G)
+    x, skip = G.synthesis.features(ws[:, :3], 8)
+    for call in (lambda: G.synthesis(ws, half=True), lambda: G.synthesis.features(ws[:, :3], 8, half=True),
+                 lambda: G.synthesis.resume(x, ws[:, 3:], 8, skip=skip, half=True)):
+        with pytest.raises(ValueError, match="half=True is for GPUs"):
+            call()
+
+
+def test_float16_block_stays_close_to_float32():
+    """The float16 path of one block (pre-normalised modulation, float16 activations, float32 RGB skip),
+    run on the CPU at block level since the network refuses half precision there."""
+    G = make_generator(img_resolution=32, num_fp16_res=2)
+    block = G.synthesis.b16
+    assert block.use_fp16
+    ws = random_ws(G)[:, 3:6]
+    x = torch.randn([2, G.config.channels[8], 8, 8])
+    img = torch.randn([2, 3, 8, 8])
+    full = block.convs(x, ws[:, :2], "const", torch.float32, 2)
+    half = block.convs(x, ws[:, :2], "const", torch.float16, 2)
+    assert half.dtype == torch.float16
+    assert 0 < (half.float() - full).abs().max() <= 1e-2 * full.abs().max()
+    rgb_full, rgb_half = block.rgb(full, img, ws[:, 2]), block.rgb(half, img, ws[:, 2])
+    assert rgb_half.dtype == torch.float32
+    assert (rgb_half - rgb_full).abs().max() <= 1e-2 * rgb_full.abs().max()
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="half precision needs a CUDA GPU")
+def test_half_precision_on_gpu_stays_close_to_float32():
+    G = make_generator(img_resolution=32, num_fp16_res=2).cuda()
+    ws = random_ws(G).cuda()
     full = G.synthesis(ws)
     half = G.synthesis(ws, half=True)
     assert half.dtype == torch.float32
     assert 0 < (half - full).abs().max() <= 1e-2 * full.abs().max()
-    no_fp16_blocks = make_generator(img_resolution=32, num_fp16_res=0)
-    assert torch.equal(no_fp16_blocks.synthesis(ws, half=True), no_fp16_blocks.synthesis(ws))
+    no_fp16_blocks = make_generator(img_resolution=32, num_fp16_res=0).cuda()
+    torch.testing.assert_close(no_fp16_blocks.synthesis(ws, half=True), no_fp16_blocks.synthesis(ws), rtol=0, atol=1e-5)
 
 
 def test_conv_clamp_bounds_the_output():
