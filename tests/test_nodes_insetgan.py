@@ -450,3 +450,21 @@ def test_face_refinement_on_the_demo_generators(pack, monkeypatch, tmp_path, N):
     G = load(N, "canvas.safetensors").generator
     assert (G.img_height, G.img_width) == (128, 64)
     assert result.result.history["total"][-1] < result.result.history["total"][0]
+
+
+def test_face_tracker_falls_back_or_explains_a_missing_face(env, N):
+    canvas, face, canvas_latent, canvas_image, boxes, _ = face_setup(N)
+    detector, = run(N, "InsetGANFaceDetector", min_face_size=12, threshold_pnet=0.6, threshold_rnet=0.7,
+                    threshold_onet=0.7, device="cpu")
+    settings = dict(face_detector=detector, expansion=1.8, shift_down=0.05, min_confidence=0.9, policy="largest")
+    losses = chain_of_losses(N)
+    blind, = run(N, "InsetGANFaceBoxTracker", **settings)
+    insets, = run(N, "InsetGANInset", stylegan=face, box_tracker=blind, name="face", trainable=True,
+                  learning_rate=0.02, feather=0.0)
+    with pytest.raises(ValueError, match="no face found in image 0.*pass the previous box as fallback"):
+        optimize(N, canvas, insets, losses, "joint", canvas_latent=canvas_latent)
+    guided, = run(N, "InsetGANFaceBoxTracker", **settings, fallback=boxes)
+    insets, = run(N, "InsetGANInset", stylegan=face, box_tracker=guided, name="face", trainable=True,
+                  learning_rate=0.02, feather=0.0)
+    result = optimize(N, canvas, insets, losses, "canvas only", steps=4, canvas_latent=canvas_latent)[-1]
+    torch.testing.assert_close(result.result.boxes["face"], boxes.boxes)  # no face drawn: the fallback box held
