@@ -22,6 +22,7 @@ from PIL import Image, ImageDraw
 from ..checkpoints import load_generator
 from ..segmentation import BARBERSHOP_16, FaceParser, LabelSet
 from .image_grid import image_grid
+from .quality import generate
 from .renderer import sample_attributes, draw_bodies, draw_faces, draw_shoes
 from .segmenter import DEMO_FACE_PARSER, HELD_OUT_SEED, load_segmenter
 
@@ -79,14 +80,6 @@ def segmenter_sheet(parser: FaceParser, count: int = 10, generated: Optional[tor
     return _stack(rows, zoom)
 
 
-@torch.no_grad()
-def generate_faces(path: "str | os.PathLike", count: int, seed: int = 0, truncation_psi: float = 0.8) -> torch.Tensor:
-    """``count`` samples [N, 3, H, W] in [-1, 1] of the generator at ``path`` (random z from ``seed``)."""
-    G = load_generator(path)
-    z = torch.randn(count, G.z_dim, generator=torch.Generator().manual_seed(seed))
-    return G.synthesis(G.mapping(z, None, truncation_psi=truncation_psi), noise_mode="const").clamp(-1, 1)
-
-
 def main(argv: Optional[Sequence[str]] = None) -> int:
     cli = argparse.ArgumentParser(prog="python -m insetgan_ops.demo.contact_sheets", description=__doc__.split("\n\n")[0])
     cli.add_argument("--out", required=True, help="folder for demo_renderer.png and demo_segmenter.png")
@@ -96,7 +89,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     args = cli.parse_args(argv)
     os.makedirs(args.out, exist_ok=True)
     renderer_sheet(args.count).save(os.path.join(args.out, "demo_renderer.png"))
-    generated = generate_faces(args.face_generator, args.count) if args.face_generator else None
+    generated = None
+    if args.face_generator:
+        generated = generate(load_generator(args.face_generator), args.count, seed=0, truncation_psi=0.8).clamp(-1, 1)
     segmenter_sheet(load_segmenter(args.parser), args.count, generated).save(os.path.join(args.out, "demo_segmenter.png"))
     return 0
 
