@@ -153,14 +153,10 @@ def _fir_kernel_2d(channels: int, gain: float, device, dtype) -> torch.Tensor:
     return k.view(1, 1, 4, 4).expand(channels, 1, 4, 4)
 
 
-def fir_filter_pad1(x: torch.Tensor, gain: float = 1.0) -> torch.Tensor:
-    """Depthwise [1,3,3,1] x [1,3,3,1] FIR filter with zero padding 1 (one 4x4 depthwise conv,
-    faster on CPUs than two 1-D passes).
-
-    x: [B, C, H, W] -> [B, C, H - 1, W - 1]. ``gain`` multiplies the filter (4 after a stride-2
-    transposed convolution, unless the caller folds it in elsewhere).
-    """
-    return F.conv2d(x, _fir_kernel_2d(x.shape[1], gain, x.device, x.dtype), padding=1, groups=x.shape[1])
+def fir_filter_pad1(x: torch.Tensor) -> torch.Tensor:
+    """Depthwise [1,3,3,1] x [1,3,3,1] FIR filter (normalised to sum 1) with zero padding 1, as one
+    4x4 depthwise conv (faster on CPUs than two 1-D passes). x: [B, C, H, W] -> [B, C, H-1, W-1]."""
+    return F.conv2d(x, _fir_kernel_2d(x.shape[1], 1.0, x.device, x.dtype), padding=1, groups=x.shape[1])
 
 
 def upsample2d(img: torch.Tensor) -> torch.Tensor:
