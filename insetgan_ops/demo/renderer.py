@@ -32,6 +32,8 @@ from typing import Optional, Union
 
 import torch
 
+from ..segmentation import BARBERSHOP_16
+
 BODY_SIZE = (128, 64)
 """(height, width) of a full-body image."""
 FACE_SIZE = (64, 64)
@@ -42,11 +44,11 @@ SHOE_SIZE = (32, 64)
 FACE_EYE_HEIGHT = 0.46
 """Height of the eye centres in a face close-up, as a fraction of its height (FFHQ-like alignment)."""
 
-# Label ids of the 16-label face-parsing set used by Barbershop (BiSeNet on CelebAMask-HQ).
-BACKGROUND, SKIN, NOSE, GLASSES, EYES, BROWS, EARS, MOUTH = 0, 1, 2, 3, 4, 5, 6, 7
-UPPER_LIP, LOWER_LIP, HAIR, HAT, EARRING, NECKLACE, NECK, CLOTH = 8, 9, 10, 11, 12, 13, 14, 15
-RENDERED_LABELS = (BACKGROUND, SKIN, NOSE, EYES, BROWS, EARS, MOUTH, UPPER_LIP, LOWER_LIP, HAIR, NECK, CLOTH)
-"""The labels the renderer draws (no glasses, hats, earrings or necklaces)."""
+# Face labels: indices into Barbershop's 16-label face-parsing set.
+RENDERED_LABELS = tuple(BARBERSHOP_16.indices(
+    ["background", "skin", "nose", "eyes", "brows", "ears", "mouth", "upper_lip", "lower_lip", "hair", "neck", "cloth"]))
+"""The labels the renderer draws (of the 16: no glasses, hats, earrings or necklaces)."""
+BACKGROUND, SKIN, NOSE, EYES, BROWS, EARS, MOUTH, UPPER_LIP, LOWER_LIP, HAIR, NECK, CLOTH = RENDERED_LABELS
 
 HAIR_STYLES = ("short", "long", "bun", "curly")
 SLEEVES = ("none", "short", "long")
@@ -294,7 +296,8 @@ class _Frame:
 _HEAD_CY, _HEAD_RY, _HEAD_RX = 0.47, 0.30, 0.225
 
 
-def _head_geometry(a: FigureAttributes):
+def _head_geometry(a: FigureAttributes) -> tuple[torch.Tensor, torch.Tensor]:
+    """The head's centre ``u`` and half-width in frame units, ``[n, 1, 1]`` each."""
     cx = 0.5 + 0.02 * _col(a.yaw)
     rx = _HEAD_RX * _col(a.face_width)
     return cx, rx
