@@ -40,7 +40,7 @@ PREVIEW_MAX_SIZE = 512
 MODEL_FOLDERS: dict[str, tuple[Path, ...]] = {
     "stylegan": (PACK_ROOT / "insetgan_ops" / "demo" / "weights",),
     "lpips": (),
-    "face_parsing": (),
+    "face_parsing": (PACK_ROOT / "insetgan_ops" / "demo" / "weights",),
 }
 
 

@@ -99,7 +99,8 @@ def test_comfy_folders_registered_by_appending(runtime, fake_comfy):
     builtin = str(runtime.PACK_ROOT / "insetgan_ops" / "demo" / "weights")
     assert registered == [("stylegan", os.path.join(models, "stylegan"), False), ("stylegan", builtin, False),
                           ("lpips", os.path.join(models, "lpips"), False),
-                          ("face_parsing", os.path.join(models, "face_parsing"), False)]
+                          ("face_parsing", os.path.join(models, "face_parsing"), False),
+                          ("face_parsing", builtin, False)]
 
 
 def test_comfy_model_lookup_goes_through_folder_paths(runtime, fake_comfy, tmp_path):

@@ -73,10 +73,36 @@ def _load_image(ctx: RunContext, node_id: str, image: str, upload: str = "image"
     return rgb, mask
 
 
+def _solid_mask(ctx: RunContext, node_id: str, value: float, width: int, height: int) -> tuple:
+    return (torch.full((1, height, width), float(value)),)
+
+
+_MASK_OPERATIONS: dict[str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = {
+    "multiply": torch.mul, "add": torch.add, "subtract": torch.sub,
+    "and": lambda a, b: torch.logical_and(a.round().bool(), b.round().bool()).float(),
+    "or": lambda a, b: torch.logical_or(a.round().bool(), b.round().bool()).float(),
+    "xor": lambda a, b: torch.logical_xor(a.round().bool(), b.round().bool()).float(),
+}
+
+
+def _mask_composite(ctx: RunContext, node_id: str, destination: torch.Tensor, source: torch.Tensor, x: int, y: int,
+                    operation: str) -> tuple:
+    """ComfyUI's MaskComposite: ``source`` combined into ``destination`` at (x, y), cut at the edges, clamped."""
+    output = destination.reshape(-1, *destination.shape[-2:]).clone()
+    source = source.reshape(-1, *source.shape[-2:])
+    bottom, right = min(y + source.shape[-2], output.shape[-2]), min(x + source.shape[-1], output.shape[-1])
+    region = output[:, y:bottom, x:right]
+    output[:, y:bottom, x:right] = _MASK_OPERATIONS[operation](region, source[:, :bottom - y, :right - x])
+    return (output.clamp(0, 1),)
+
+
 CORE_NODES: dict[str, CoreNode] = {
     "SaveImage": CoreNode({"images": "IMAGE"}, ("filename_prefix",), (), _save_image),
     "PreviewImage": CoreNode({"images": "IMAGE"}, (), (), _preview_image),
     "LoadImage": CoreNode({}, ("image", "upload"), ("IMAGE", "MASK"), _load_image),
+    "SolidMask": CoreNode({}, ("value", "width", "height"), ("MASK",), _solid_mask),
+    "MaskComposite": CoreNode({"destination": "MASK", "source": "MASK"}, ("x", "y", "operation"), ("MASK",),
+                              _mask_composite),
 }
 
 
