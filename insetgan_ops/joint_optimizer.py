@@ -131,7 +131,8 @@ def default_schedule(canvas_trainable: bool, insets_trainable: bool, steps: int 
     """About ``steps`` steps for the trainable side(s).
 
     One side only: a single phase (canvas phases re-evaluate the boxes every quarter). Both: the
-    proportions of :func:`stylegan_human_schedule` scaled to ``steps``.
+    proportions of :func:`stylegan_human_schedule` scaled to ``steps`` in units of 27 steps (so at
+    least 27 steps).
     """
     if steps < 1:
         raise ValueError(f"steps must be >= 1, got {steps}")
@@ -226,9 +227,10 @@ class _Run:
                  phases: Sequence[Phase]):
         self.canvas, self.insets, self.losses = canvas, list(insets), losses
         self.specs = {canvas.name: canvas, **{spec.name: spec for spec in insets}}
-        self.codes = {name: WPlusCode.from_ws(resolve_init(spec.generator, spec.init, candidates, name).ws,
-                                              GeneratorIdentity.of(spec.generator, name))
-                      for name, spec in self.specs.items()}
+        self.codes = {}
+        for name, spec in self.specs.items():
+            start = resolve_init(spec.generator, spec.init, candidates, name)
+            self.codes[name] = WPlusCode.from_ws(start.ws, start.generator)
         self.optimizers = {name: torch.optim.Adam(self.codes[name].parameters, lr=spec.lr)
                            for name, spec in self.specs.items() if spec.trainable}
         trained = {CANVAS: sum(p.steps for p in phases if p.train == "canvas"),
