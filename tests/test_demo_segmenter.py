@@ -108,7 +108,9 @@ def test_training_is_seeded_and_writes_a_loadable_file(tmp_path):
     a, b = tmp_path / "a.safetensors", tmp_path / "b.safetensors"
     lines = []
     for path in (a, b):
+        state = torch.random.get_rng_state()
         train_segmenter(path, steps=2, seed=3, batch=4, config=TINY, eval_faces=8, log=lines.append)
+        assert torch.equal(torch.random.get_rng_state(), state)  # the caller's RNG is left alone
     assert torch.equal(load_segmenter(a).classifier.weight, load_segmenter(b).classifier.weight)
     assert any("held-out mean IoU" in line for line in lines)
     with safe_open(str(a), framework="pt") as f:

@@ -253,8 +253,10 @@ def train_segmenter(out_path: "str | os.PathLike" = DEMO_FACE_PARSER, steps: int
     if not 0 <= seed < 2**11:
         raise ValueError(f"seed must lie in [0, 2048) so that training faces stay apart from the held-out ones, "
                          f"got {seed}")
-    torch.manual_seed(seed)
-    parser = DemoFaceParser(config).to(device).train()
+    with torch.random.fork_rng(devices=[]):  # seeded initial weights, the caller's RNG left alone
+        torch.manual_seed(seed)
+        parser = DemoFaceParser(config)
+    parser = parser.to(device).train()
     optimiser = torch.optim.Adam(parser.parameters(), lr=lr)
     schedule = torch.optim.lr_scheduler.LambdaLR(optimiser, lambda i: 0.5 * (1 + math.cos(math.pi * i / steps)))
     augment_rng = torch.Generator().manual_seed(seed)
