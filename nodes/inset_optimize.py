@@ -202,13 +202,22 @@ def _check_setup(canvas: StyleGANModel, insets: tuple, losses: LossSet, candidat
     """Errors that would otherwise surface steps into a run (or as a shape error deep inside it)."""
     G = canvas.generator
     names = {joint_optimizer.CANVAS, *(entry.spec.name for entry in insets)}
+    device = G.w_avg.device
     for entry in insets:
+        if entry.spec.generator.w_avg.device != device:
+            raise ValueError(f"the canvas generator {canvas.name!r} is on {device} but the inset generator "
+                             f"{entry.model.name!r} is on {entry.spec.generator.w_avg.device}; load both with the "
+                             "same device setting")
         start = entry.tracker.start
         if start is None:
             continue
         start.check_image(G.img_height, G.img_width, what=f"canvas of {canvas.name!r}")
         start.for_batch(candidates, what=f"candidates (inset {entry.spec.name!r})")
     for term in losses:
+        network = getattr(term, "lpips", None)
+        if isinstance(network, nn.Module) and next(network.parameters()).device != device:
+            raise ValueError(f"loss term {term.name!r} uses an LPIPS model on {next(network.parameters()).device} "
+                             f"but the generators are on {device}; load LPIPS with the same device setting")
         for attribute in ("inset", "generator"):
             target = getattr(term, attribute, None)
             if isinstance(target, str) and target not in names:

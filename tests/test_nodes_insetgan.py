@@ -11,6 +11,8 @@ are absent.
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 import json
 import sys
 from pathlib import Path
@@ -24,6 +26,7 @@ from PIL import Image
 from skimage import data
 
 from insetgan_ops import save_generator
+from insetgan_ops.lpips_loader import load_lpips
 from tests.fake_comfy import FakeComfy, InterruptProcessingException
 from tests.tiny_generator import tiny_generator
 from tests.workflow_runner import RunContext, run_prompt, to_api_prompt
@@ -381,6 +384,16 @@ def test_setup_errors_name_the_problem(env, N):
     frozen, = run(N, "InsetGANInset", name="face", **{**kwargs, "trainable": False})
     with pytest.raises(ValueError, match="nothing to optimise"):
         optimize(N, canvas, frozen, losses, "insets only")
+    # Parts on different devices are refused before anything runs ('meta' stands in for a GPU here).
+    elsewhere = dataclasses.replace(face, generator=copy.deepcopy(face.generator).to("meta"))
+    apart, = run(N, "InsetGANInset", name="face", **{**kwargs, "stylegan": elsewhere})
+    with pytest.raises(ValueError, match="'canvas.safetensors' is on cpu but .*'face.safetensors' is on meta"):
+        optimize(N, canvas, apart, losses, "joint")
+    lpips_model = load_lpips("alex", allow_untrained_backbone=True).to("meta")
+    with_lpips, = run(N, "InsetGANCoarseLoss", inset="face", l1_weight=1.0, lpips_weight=0.05, resolution=32,
+                      name="", lpips=lpips_model)
+    with pytest.raises(ValueError, match="LPIPS model on meta but the generators are on cpu"):
+        optimize(N, canvas, insets, with_lpips, "joint")
 
 
 def test_project_image_reproduces_a_generated_face(env, N):
