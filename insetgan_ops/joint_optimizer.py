@@ -262,8 +262,11 @@ class _Run:
             latents[name] = Latents(base[:, 0], self.specs[name].generator.w_avg.detach(), offsets)
         return LossState(canvas, views, latents, self.reference_canvas)
 
-    def step(self, trained: Sequence[str], frozen: dict[str, torch.Tensor]) -> dict[str, float]:
-        """One Adam step of the ``trained`` generators against the ``frozen`` renders."""
+    def step(self, trained: Sequence[str], frozen: dict[str, torch.Tensor]) -> torch.Tensor:
+        """One Adam step of the ``trained`` generators against the ``frozen`` renders.
+
+        Returns the batch means of the total and of each term, ``[1 + len(losses)]``, left on the
+        device (reading them every step would wait for the device every step)."""
         images = dict(frozen)
         for name in trained:
             images[name] = self.specs[name].generator.synthesis(self.codes[name].ws(), noise_mode="const")
@@ -277,7 +280,7 @@ class _Run:
         for name in trained:
             self.optimizers[name].step()
             self.steps_done[name] += 1
-        return values.means()
+        return torch.stack([values.total.detach().mean(), *(v.detach().mean() for v in values.terms.values())])
 
     def composite(self, canvas: torch.Tensor, insets: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict]:
         image, masks = canvas, {}
@@ -314,7 +317,7 @@ def optimize(canvas: CanvasSpec, insets: Sequence[InsetSpec], losses: LossSet, *
     generators = [spec.generator for spec in (canvas, *insets)]
     with torch.inference_mode(False), torch.enable_grad(), frozen_weights(*generators, *_loss_networks(losses)):
         run = _Run(canvas, insets, losses, candidates, phases)
-        history: dict[str, list[float]] = {}
+        curves: list[torch.Tensor] = []
         done = 0
         for phase in phases:
             trained = [canvas.name] if phase.train == "canvas" else trainable_insets
@@ -322,13 +325,13 @@ def optimize(canvas: CanvasSpec, insets: Sequence[InsetSpec], losses: LossSet, *
             for i in range(phase.steps):
                 if phase.train == "canvas" and phase.redetect_every and i and i % phase.redetect_every == 0:
                     run.update_boxes(run.render(canvas.name), {s.name: frozen[s.name] for s in insets})
-                for key, value in run.step(trained, frozen).items():
-                    history.setdefault(key, []).append(value)
+                curves.append(run.step(trained, frozen))
                 done += 1
                 if on_step is not None:
                     on_step(done, total, run.preview)
             if phase.train == "canvas":
                 run.update_boxes(run.render(canvas.name), {s.name: frozen[s.name] for s in insets})
+        history = dict(zip(["total", *losses.names], torch.stack(curves).T.cpu().tolist()))
         return _result(run, history, phases)
 
 
