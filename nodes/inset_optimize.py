@@ -251,7 +251,7 @@ class JointOptimize:
                    "The progress bar shows the composite; Cancel stops cleanly.")
     CATEGORY = CATEGORY
     RETURN_TYPES = ("IMAGE", "IMAGE", "IMAGE", "MASK", "IMAGE", STYLEGAN_LATENT, RESULT)
-    RETURN_NAMES = ("composite", "canvas", "insets", "inset_mask", "loss_plot", "canvas_latent", "result")
+    RETURN_NAMES = ("composite", "canvas", "inset_images", "inset_mask", "loss_plot", "canvas_latent", "result")
     OUTPUT_TOOLTIPS = (
         "The canvas with the insets pasted in, one per candidate, best (lowest loss) first.",
         "The optimised canvas generator's images.",
