@@ -302,6 +302,24 @@ def test_composite_changes_only_the_edited_region_and_pastes_back(env, N, pack):
         run(N, "InsetGANBarbershopPasteBack", composite=composite, original=photo, changed=changed, grow=2, soften=2)
 
 
+def test_appearance_from_a_third_reference(env, N):
+    stylegan, parser, lpips = loaders(N)
+    refs = [run(N, "InsetGANBarbershopEmbed", stylegan=stylegan, lpips=lpips, image=face(N, stylegan, seed),
+                **EMBED)[0] for seed in (1, 2, 3)]
+    a = masks_map(N, hair=box_mask(0, 16, 12, 52), skin=box_mask(16, 56, 16, 48))
+    b = masks_map(N, hair=box_mask(0, 30, 6, 58))
+    c = masks_map(N, hair=box_mask(0, 24, 0, 64))
+    target = run(N, "InsetGANComposeTargetMask", labels_a=a, labels_b=b, labels_c=c, **COMPOSE)[0]
+    kwargs = dict(stylegan=stylegan, face_parser=parser, lpips=lpips, target=target, reference_a=refs[0],
+                  reference_b=refs[1], reference_c=refs[2])
+    shaped_by_b = run(N, "InsetGANBarbershopAlign", **kwargs, **ALIGN)[0].regions
+    assert list(shaped_by_b.target) == [1]
+    looks_like_c = run(N, "InsetGANBarbershopAlign", **kwargs, **{**ALIGN, "appearance": "hair: c"})[0].regions
+    assert list(looks_like_c.target) == [2]  # c lends the hair, in b's shape
+    torch.testing.assert_close(looks_like_c.target[2], shaped_by_b.target[1])
+    assert torch.equal(looks_like_c.own[2], looks_like_c.target[2] * (c.labels[0] == 10).float())
+
+
 def test_progress_shows_previews_and_cancel_stops(env, N, monkeypatch):
     stylegan, _, lpips = loaders(N)
     image = face(N, stylegan, 1)
