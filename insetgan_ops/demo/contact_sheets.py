@@ -81,7 +81,8 @@ def segmenter_sheet(parser: FaceParser, count: int = 10, generated: Optional[tor
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    cli = argparse.ArgumentParser(prog="python -m insetgan_ops.demo.contact_sheets", description=__doc__.split("\n\n")[0])
+    cli = argparse.ArgumentParser(prog="python -m insetgan_ops.demo.contact_sheets",
+                                  description=__doc__.split("\n\n")[0])
     cli.add_argument("--out", required=True, help="folder for demo_renderer.png and demo_segmenter.png")
     cli.add_argument("--parser", default=str(DEMO_FACE_PARSER), help="demo face parser weights (default: shipped)")
     cli.add_argument("--face-generator", default=None, help="a face generator whose samples the parser labels")
@@ -92,7 +93,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     generated = None
     if args.face_generator:
         generated = generate(load_generator(args.face_generator), args.count, seed=0, truncation_psi=0.8).clamp(-1, 1)
-    segmenter_sheet(load_segmenter(args.parser), args.count, generated).save(os.path.join(args.out, "demo_segmenter.png"))
+    sheet = segmenter_sheet(load_segmenter(args.parser), args.count, generated)
+    sheet.save(os.path.join(args.out, "demo_segmenter.png"))
     return 0
 
 

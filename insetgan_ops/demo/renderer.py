@@ -45,8 +45,8 @@ FACE_EYE_HEIGHT = 0.46
 """Height of the eye centres in a face close-up, as a fraction of its height (FFHQ-like alignment)."""
 
 # Face labels: indices into Barbershop's 16-label face-parsing set.
-RENDERED_LABELS = tuple(BARBERSHOP_16.indices(
-    ["background", "skin", "nose", "eyes", "brows", "ears", "mouth", "upper_lip", "lower_lip", "hair", "neck", "cloth"]))
+RENDERED_LABELS = tuple(BARBERSHOP_16.indices([
+    "background", "skin", "nose", "eyes", "brows", "ears", "mouth", "upper_lip", "lower_lip", "hair", "neck", "cloth"]))
 """The labels the renderer draws (of the 16: no glasses, hats, earrings or necklaces)."""
 BACKGROUND, SKIN, NOSE, EYES, BROWS, EARS, MOUTH, UPPER_LIP, LOWER_LIP, HAIR, NECK, CLOTH = RENDERED_LABELS
 
@@ -228,7 +228,8 @@ class _Canvas:
         self.image = image
         self.labels = labels
         self.x = torch.arange(w, dtype=torch.float32, device=image.device).add_(0.5).view(1, 1, w)
-        self.y = torch.arange(first_row, first_row + h, dtype=torch.float32, device=image.device).add_(0.5).view(1, h, 1)
+        rows = torch.arange(first_row, first_row + h, dtype=torch.float32, device=image.device)
+        self.y = rows.add_(0.5).view(1, h, 1)
         self.first_row = first_row
 
     def rows(self, top: torch.Tensor, bottom: torch.Tensor) -> "_Canvas":
