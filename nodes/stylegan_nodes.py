@@ -14,6 +14,7 @@ import os
 from typing import Optional
 
 import torch
+from safetensors import SafetensorError, safe_open
 
 from ..insetgan_ops import latents
 from ..insetgan_ops.checkpoints import load_generator
@@ -75,6 +76,19 @@ class _LoadedGenerators:
 LOADED_GENERATORS = _LoadedGenerators()
 
 
+def _is_generator_file(name: str) -> bool:
+    """Whether a listed model file can hold a generator. Pickles and ``.pt`` files cannot be told
+    apart cheaply and are listed; a ``.safetensors`` header must show generator tensors (the pack's
+    weights folder also holds the demo face parser)."""
+    if not name.lower().endswith(".safetensors"):
+        return True
+    try:
+        with safe_open(comfy_runtime.model_path("stylegan", name), framework="pt") as f:
+            return any(k.startswith(("synthesis.", "G.synthesis.")) for k in f.keys())
+    except (SafetensorError, OSError, ValueError):
+        return False
+
+
 def _resolve_device(choice: str) -> torch.device:
     return comfy_runtime.torch_device() if choice == "auto" else torch.device(choice)
 
@@ -92,7 +106,7 @@ class LoadStyleGAN:
     @classmethod
     def INPUT_TYPES(cls):
         return {"required": {
-            "model_name": (comfy_runtime.list_models("stylegan"), {
+            "model_name": ([n for n in comfy_runtime.list_models("stylegan") if _is_generator_file(n)], {
                 "tooltip": "Generator file in models/stylegan (the pack's demo generators are listed too)."}),
             "device": (["auto", "cpu"], {
                 "default": "auto",

@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+from safetensors.torch import save_file
 
 from insetgan_ops import save_generator
 from tests.fake_comfy import FakeComfy
@@ -78,8 +79,13 @@ def test_every_node_documents_itself(pack):
 
 
 def test_load_lists_caches_and_keeps_weights_trainable(env, N):
+    folder = env / "models" / "stylegan"
+    save_file({"weight": torch.zeros(2)}, folder / "parser.safetensors")  # e.g. the demo face parser
+    (folder / "damaged.safetensors").write_bytes(b"\x00" * 16)
+    (folder / "ffhq.pkl").write_bytes(b"\x80\x04")  # pickles are listed without being opened
     names = N["InsetGANLoadStyleGAN"].INPUT_TYPES()["required"]["model_name"][0]
-    assert {"canvas.safetensors", "face.safetensors", "labels.safetensors"} <= set(names)
+    assert {"canvas.safetensors", "face.safetensors", "labels.safetensors", "ffhq.pkl"} <= set(names)
+    assert not {"parser.safetensors", "damaged.safetensors"} & set(names)
     model = load(N, "canvas.safetensors")
     assert model.name == "canvas.safetensors" and model.generator.img_resolution == 16
     assert load(N, "canvas.safetensors") is model
