@@ -4,6 +4,8 @@ The demo models of the pack are trained on these images, so that InsetGAN and Ba
 shown working without any downloaded weights. The three views share one attribute space
 (:func:`sample_attributes`): with the same seed, figure ``i`` of :func:`render_bodies`, face ``i``
 of :func:`render_faces` and the shoes ``i`` of :func:`render_shoes` are the same person.
+``render_*(n, seed, device)`` draw the people of a seed; ``draw_*(attributes)`` draw given (or
+edited) attributes on the device they are on.
 
 ==================  =========================  ============================================
 view                image                      extras
