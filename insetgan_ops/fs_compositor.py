@@ -11,6 +11,9 @@ The pipeline, for images 0..N-1 at the generator's resolution (image 0 the ident
     labels = [parser.parse(img)[0] for img in images]
     target = compose_target(labels, parser.label_set, mapping={"hair": 1})
     result = composite(G, images, codes, labels, target, parser, lpips_model, mapping={"hair": 1})
+    # or in two halves, to look at (or keep) the aligned structure in between:
+    #   alignment = align_all(G, images, codes, labels, target, parser, lpips_model, {"hair": 1})
+    #   result = blend_all(G, alignment, images, codes, lpips_model)
     result.image                                                                 # [1, 3, H, W]
     final = paste_back(result.image, images[0], result.changed)                 # original outside the edit
 
@@ -54,8 +57,9 @@ from .projection import ProjectionSettings, project
 from .segmentation import FaceParser, LabelSet
 from .target_mask import LabelSource, dilate, erode, feather, label_owners, to_label_map
 
-__all__ = ["FSCode", "CompositeRegions", "CompositeResult", "default_fs_resolution", "PerceptualTarget", "masked_lpips",
-           "masked_style_loss", "embed", "align", "mix_structures", "blend", "composite", "paste_back"]
+__all__ = ["FSCode", "CompositeRegions", "CompositeResult", "Alignment", "default_fs_resolution", "PerceptualTarget",
+           "masked_lpips", "masked_style_loss", "embed", "align", "mix_structures", "blend", "align_all", "blend_all",
+           "composite", "paste_back"]
 
 Progress = Callable[[str, int, int, Callable[[], torch.Tensor]], None]
 """``progress(stage, step, total, preview)``: called after each optimisation step; ``preview()``
@@ -380,13 +384,25 @@ def blend(G: Generator, F_mixed: torch.Tensor, codes: Sequence[FSCode], images: 
     return S_default + (u.detach().unsqueeze(1) * directions).sum(dim=0)
 
 
-def composite(G: Generator, images: Sequence[torch.Tensor], codes: Sequence[FSCode],
+@dataclasses.dataclass
+class Alignment:
+    """What :func:`align_all` found: the ``target [H', W']`` label map, the ``regions`` of each
+    image in it (at G's size), the mixed structure ``F_mixed [1, C, r, r]``, the image the
+    composite starts from and the dilation/erosion ``radius`` in pixels."""
+
+    target: torch.Tensor
+    regions: CompositeRegions
+    F_mixed: torch.Tensor
+    default_source: int
+    radius: int
+
+
+def align_all(G: Generator, images: Sequence[torch.Tensor], codes: Sequence[FSCode],
               label_maps: Sequence[LabelSource], target: torch.Tensor, parser: FaceParser, lpips_model,
               mapping: Mapping[str, int], default_source: int = 0, *, align_steps: int = 140,
-              lender_align_steps: int = 100, blend_steps: int = 400, lr: float = 0.01, style_weight: float = 4e4,
-              smooth: int = _SMOOTH_PER_256, lpips_size: int = 256,
-              progress: Optional[Progress] = None) -> CompositeResult:
-    """Aligns, mixes and blends the embedded ``images`` into one composite showing ``target``.
+              lender_align_steps: int = 100, lr: float = 0.01, style_weight: float = 4e4,
+              smooth: int = _SMOOTH_PER_256, lpips_size: int = 256, progress: Optional[Progress] = None) -> Alignment:
+    """The first half of :func:`composite`: aligns each image to ``target`` and mixes the structures.
 
     images: [1, 3, H, W] each, at G's size; codes: their :func:`embed` results; label_maps: what
     the target was composed from, one per image, in ``parser.label_set`` ([H', W'] long, or
@@ -418,18 +434,41 @@ def composite(G: Generator, images: Sequence[torch.Tensor], codes: Sequence[FSCo
         else:
             aligned.append(code.F)  # lends no label: its structure is not used
     F_mixed = mix_structures([c.F for c in codes], aligned, regions, default_source, radius)
+    return Alignment(target, regions, F_mixed, default_source, radius)
 
+
+def blend_all(G: Generator, alignment: Alignment, images: Sequence[torch.Tensor], codes: Sequence[FSCode],
+              lpips_model, *, steps: int = 400, lr: float = 0.01, lpips_size: int = 256,
+              progress: Optional[Progress] = None) -> CompositeResult:
+    """The second half of :func:`composite`: blends the appearance of the images (as given to
+    :func:`align_all`) over the aligned structure, each inside its region, and renders the result."""
+    regions, default_source, radius = alignment.regions, alignment.default_source, alignment.radius
     masks: list[Optional[torch.Tensor]] = [None] * len(images)
     masks[default_source] = 1 - dilate(regions.changed, radius)
     for k in regions.target:
         masks[k] = erode(regions.own[k], radius)
-    S = blend(G, F_mixed, codes, images, masks, default_source, lpips_model, steps=blend_steps, lr=lr,
+    S = blend(G, alignment.F_mixed, codes, images, masks, default_source, lpips_model, steps=steps, lr=lr,
               lpips_size=lpips_size, progress=progress)
     base = codes[default_source]
-    code = FSCode(F_mixed, torch.cat([base.ws[:, :ws_before(base.res)], S], dim=1), base.res)
+    code = FSCode(alignment.F_mixed, torch.cat([base.ws[:, :ws_before(base.res)], S], dim=1), base.res)
     with torch.no_grad():
         image = code.render(G)
-    return CompositeResult(image, code, target, regions.changed)
+    return CompositeResult(image, code, alignment.target, regions.changed)
+
+
+def composite(G: Generator, images: Sequence[torch.Tensor], codes: Sequence[FSCode],
+              label_maps: Sequence[LabelSource], target: torch.Tensor, parser: FaceParser, lpips_model,
+              mapping: Mapping[str, int], default_source: int = 0, *, align_steps: int = 140,
+              lender_align_steps: int = 100, blend_steps: int = 400, lr: float = 0.01, style_weight: float = 4e4,
+              smooth: int = _SMOOTH_PER_256, lpips_size: int = 256,
+              progress: Optional[Progress] = None) -> CompositeResult:
+    """Aligns, mixes and blends the embedded ``images`` into one composite showing ``target``:
+    :func:`align_all` then :func:`blend_all` (arguments as there)."""
+    alignment = align_all(G, images, codes, label_maps, target, parser, lpips_model, mapping, default_source,
+                          align_steps=align_steps, lender_align_steps=lender_align_steps, lr=lr,
+                          style_weight=style_weight, smooth=smooth, lpips_size=lpips_size, progress=progress)
+    return blend_all(G, alignment, images, codes, lpips_model, steps=blend_steps, lr=lr, lpips_size=lpips_size,
+                     progress=progress)
 
 
 def paste_back(result: torch.Tensor, original: torch.Tensor, changed: torch.Tensor, *, grow: int = 8,

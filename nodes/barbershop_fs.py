@@ -21,20 +21,16 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import math
 import weakref
 from typing import Callable, Optional
 
 import torch
-import torch.nn.functional as F
 
 from ..insetgan_ops.crop_paste import paste
 from ..insetgan_ops.fs_cache import EmbeddingCache
-from ..insetgan_ops.fs_compositor import CompositeRegions, FSCode, align, blend, mix_structures, paste_back
-from ..insetgan_ops.generator import ws_before
+from ..insetgan_ops.fs_compositor import Alignment, FSCode, align_all, blend_all, paste_back
 from ..insetgan_ops.latents import GeneratorIdentity
 from ..insetgan_ops.segmentation import FaceParser, LabelSet
-from ..insetgan_ops.target_mask import dilate, erode
 from . import comfy_runtime
 from .barbershop_labels import (BARBERSHOP_TARGET, CATEGORY, FACE_PARSER, SOURCE_NAMES, CompositeTarget,
                                 parse_mapping)
@@ -97,16 +93,13 @@ class FSLatent:
 
 @dataclasses.dataclass(frozen=True, eq=False)
 class FSAlignment:
-    """What an ``FS_ALIGNMENT`` socket carries: the ``references`` (embeddings a, b, c), their
-    ``regions`` in the target, the mixed structure ``F_mixed [1, C, r, r]``, the reference the
-    composite starts from and the dilation/erosion ``radius`` in pixels."""
+    """What an ``FS_ALIGNMENT`` socket carries: the ``references`` (embeddings a, b, c) of
+    ``generator`` and the library's :class:`~insetgan_ops.fs_compositor.Alignment` of them (their
+    regions in the target and the mixed structure)."""
 
     generator: GeneratorIdentity
     references: tuple[FSLatent, ...]
-    regions: CompositeRegions
-    F_mixed: torch.Tensor
-    default_source: int
-    radius: int
+    alignment: Alignment
 
 
 class _ProgressBar:
@@ -132,15 +125,15 @@ class _ProgressBar:
 _TRAINABLE_LPIPS: "weakref.WeakKeyDictionary[torch.nn.Module, torch.nn.Module]" = weakref.WeakKeyDictionary()
 
 
-def _spatial_lpips(model: torch.nn.Module) -> torch.nn.Module:
-    """A copy of an LPIPS model that returns distance maps (masked averages need them) and whose
-    weights can take part in backward passes (nodes build models under inference mode)."""
+def _trainable_lpips(model: torch.nn.Module) -> torch.nn.Module:
+    """``model``, or, when it was built under inference mode (as nodes run), a copy whose weights
+    can take part in backward passes (made once per model)."""
+    if not any(p.is_inference() for p in model.parameters()):
+        return model
     twin = _TRAINABLE_LPIPS.get(model)
     if twin is None:
         with torch.inference_mode(False):
-            twin = copy.deepcopy(model)
-        twin.spatial = True
-        _TRAINABLE_LPIPS[model] = twin
+            twin = _TRAINABLE_LPIPS[model] = copy.deepcopy(model)
     return twin
 
 
@@ -216,7 +209,7 @@ class Embed:
               learning_rate: float, mse_weight: float, lpips_weight: float, prior_weight: float, f_weight: float):
         _check_size(stylegan, image, "the image")
         G = stylegan.generator
-        lpips_model = _spatial_lpips(lpips)
+        lpips_model = _trainable_lpips(lpips)
         _check_device(stylegan, lpips_model, "LPIPS model")
         progress = _ProgressBar(image.shape[0] * (w_steps + fs_steps), "Embed")
         with torch.inference_mode(False):
@@ -294,7 +287,7 @@ class Align:
         if len(references) != len(target.sources):
             raise ValueError(f"the target was composed from {len(target.sources)} label maps but {len(references)} "
                              f"references are connected; connect one embedding per label map (a, b, c in order)")
-        lpips_model = _spatial_lpips(lpips)
+        lpips_model = _trainable_lpips(lpips)
         _check_device(stylegan, lpips_model, "LPIPS model")
         _check_device(stylegan, face_parser, "face parser")
         label_set = face_parser.label_set
@@ -311,28 +304,15 @@ class Align:
                     raise ValueError(f"labels_{name} is {labels.shape[0]}x{labels.shape[1]} but the image of "
                                      f"reference_{name} is {image.shape[-2]}x{image.shape[-1]}; make the label map "
                                      f"from the image that was embedded")
-            target_full = F.interpolate(target_labels[None, None].float(), size=(G.img_height, G.img_width),
-                                        mode="nearest")[0, 0].long()
-            regions = CompositeRegions.of(sources, target_full, label_set, mapping, default)
-            radius = max(1, math.ceil(smooth * G.img_height / 256))
-            progress = _ProgressBar(steps + lender_steps * len(regions.target), "Align")
-            aligned = []
-            for i, (code, image) in enumerate(embedded):
-                if i == default:
-                    aligned.append(align(G, code, target_labels, face_parser, steps=steps, lr=learning_rate,
-                                         progress=progress).F)
-                elif i in regions.target:
-                    aligned.append(align(G, code, target_labels, face_parser, steps=lender_steps, lr=learning_rate,
-                                         lpips_model=lpips_model, style_image=image, style_mask=regions.own[i],
-                                         region=regions.target[i], style_weight=style_weight,
-                                         progress=progress).F)
-                else:
-                    aligned.append(code.F)  # lends no region: its structure takes no part
-            F_mixed = mix_structures([code.F for code, _ in embedded], aligned, regions, default, radius)
+            lenders = set(mapping.values()) - {default}
+            progress = _ProgressBar(steps + lender_steps * len(lenders), "Align")
+            alignment = align_all(G, [image for _, image in embedded], [code for code, _ in embedded], sources,
+                                  target_labels, face_parser, lpips_model, mapping, default, align_steps=steps,
+                                  lender_align_steps=lender_steps, lr=learning_rate, style_weight=style_weight,
+                                  smooth=smooth, progress=progress)
         progress.finish()
-        alignment = FSAlignment(stylegan.identity, references, regions, F_mixed, default, radius)
-        preview = FSCode(F_mixed, embedded[default][0].ws, embedded[default][0].res)
-        return alignment, _render(stylegan, preview)
+        preview = FSCode(alignment.F_mixed, embedded[default][0].ws, embedded[default][0].res)
+        return FSAlignment(stylegan.identity, references, alignment), _render(stylegan, preview)
 
 
 class Blend:
@@ -362,24 +342,15 @@ class Blend:
             raise ValueError(f"the alignment was made with generator {alignment.generator} but is used with "
                              f"{stylegan.identity}; connect the generator it was made with")
         G = stylegan.generator
-        lpips_model = _spatial_lpips(lpips)
+        lpips_model = _trainable_lpips(lpips)
         _check_device(stylegan, lpips_model, "LPIPS model")
-        regions, default, radius = alignment.regions, alignment.default_source, alignment.radius
         progress = _ProgressBar(steps, "Blend")
         with torch.inference_mode(False):
             embedded = [_embedding(r, stylegan, f"reference_{n}") for r, n in zip(alignment.references, SOURCE_NAMES)]
-            masks: list[Optional[torch.Tensor]] = [None] * len(embedded)
-            masks[default] = 1 - dilate(regions.changed, radius)
-            for k in regions.target:
-                masks[k] = erode(regions.own[k], radius)
-            codes = [code for code, _ in embedded]
-            F_mixed = alignment.F_mixed.clone()
-            S = blend(G, F_mixed, codes, [image for _, image in embedded], masks, default, lpips_model, steps=steps,
-                      lr=learning_rate, progress=progress)
-            base = codes[default]
-            code = FSCode(F_mixed, torch.cat([base.ws[:, :ws_before(base.res)], S], dim=1), base.res)
+            result = blend_all(G, alignment.alignment, [image for _, image in embedded], [code for code, _ in embedded],
+                               lpips_model, steps=steps, lr=learning_rate, progress=progress)
         progress.finish()
-        return FSLatent(code, stylegan.identity, None), to_comfy_mask(regions.changed)
+        return FSLatent(result.code, stylegan.identity, None), to_comfy_mask(result.changed)
 
 
 class PasteBack:

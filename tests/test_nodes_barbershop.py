@@ -312,9 +312,9 @@ def test_appearance_from_a_third_reference(env, N):
     target = run(N, "InsetGANComposeTargetMask", labels_a=a, labels_b=b, labels_c=c, **COMPOSE)[0]
     kwargs = dict(stylegan=stylegan, face_parser=parser, lpips=lpips, target=target, reference_a=refs[0],
                   reference_b=refs[1], reference_c=refs[2])
-    shaped_by_b = run(N, "InsetGANBarbershopAlign", **kwargs, **ALIGN)[0].regions
+    shaped_by_b = run(N, "InsetGANBarbershopAlign", **kwargs, **ALIGN)[0].alignment.regions
     assert list(shaped_by_b.target) == [1]
-    looks_like_c = run(N, "InsetGANBarbershopAlign", **kwargs, **{**ALIGN, "appearance": "hair: c"})[0].regions
+    looks_like_c = run(N, "InsetGANBarbershopAlign", **kwargs, **{**ALIGN, "appearance": "hair: c"})[0].alignment.regions
     assert list(looks_like_c.target) == [2]  # c lends the hair, in b's shape
     torch.testing.assert_close(looks_like_c.target[2], shaped_by_b.target[1])
     assert torch.equal(looks_like_c.own[2], looks_like_c.target[2] * (c.labels[0] == 10).float())
