@@ -103,14 +103,17 @@ def test_comfy_folders_registered_by_appending(runtime, fake_comfy):
                           ("face_parsing", builtin, False)]
 
 
-def test_comfy_model_lookup_goes_through_folder_paths(runtime, fake_comfy, tmp_path):
+def test_comfy_model_lookup_goes_through_folder_paths(runtime, fake_comfy, monkeypatch, tmp_path):
     user_folder = tmp_path / "extra" / "stylegan"  # e.g. from extra_model_paths.yaml, registered first
     fake_comfy.folders["stylegan"] = [str(user_folder)]
     _touch(user_folder / "ffhq.pkl")
     _touch(user_folder / "notes.md")
+    builtin = tmp_path / "weights"
+    _touch(builtin / "demo.safetensors")
+    monkeypatch.setitem(runtime.MODEL_FOLDERS, "stylegan", (builtin,))
     runtime.register_model_folders()
     assert fake_comfy.folders["stylegan"][0] == str(user_folder)
-    assert runtime.list_models("stylegan") == ["ffhq.pkl"]
+    assert runtime.list_models("stylegan") == ["demo.safetensors", "ffhq.pkl"]
     assert runtime.model_path("stylegan", "ffhq.pkl") == str(user_folder / "ffhq.pkl")
     assert ("get_full_path_or_raise", "stylegan", "ffhq.pkl") in fake_comfy.calls
     assert runtime.input_directory() == str(tmp_path / "input")
