@@ -30,6 +30,7 @@ class FakeComfy:
         fp.models_dir = os.path.join(base_dir, "models")
         fp.add_model_folder_path = self._add_model_folder_path
         fp.get_filename_list = self._get_filename_list
+        fp.get_folder_paths = self._get_folder_paths
         fp.get_full_path_or_raise = self._get_full_path_or_raise
         fp.get_input_directory = lambda: os.path.join(base_dir, "input")
         fp.get_output_directory = lambda: os.path.join(base_dir, "output")
@@ -73,6 +74,10 @@ class FakeComfy:
             if os.path.isdir(folder):
                 files.update(os.listdir(folder))
         return sorted(files)
+
+    def _get_folder_paths(self, folder_name):
+        self.calls.append(("get_folder_paths", folder_name))
+        return list(self.folders.get(folder_name, []))
 
     def _get_full_path_or_raise(self, folder_name, filename):
         self.calls.append(("get_full_path_or_raise", folder_name, filename))

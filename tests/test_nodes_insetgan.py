@@ -235,7 +235,7 @@ def test_loss_nodes_chain_into_one_set(env, N):
         run(N, "InsetGANCoarseLoss", inset="face", l1_weight=1.0, lpips_weight=0.05, resolution=8, name="")
 
 
-def test_load_lpips_reads_models_lpips_or_names_the_missing_file(env, N, pack):
+def test_load_lpips_reads_models_lpips_or_names_the_missing_file(env, N, pack, monkeypatch):
     lpips_loader = sys.modules[f"{pack.__name__}.insetgan_ops.lpips_loader"]
     with pytest.raises(FileNotFoundError) as missing:
         run(N, "InsetGANLoadLPIPS", net="alex", device="cpu")
@@ -254,6 +254,11 @@ def test_load_lpips_reads_models_lpips_or_names_the_missing_file(env, N, pack):
     losses, = run(N, "InsetGANCoarseLoss", inset="face", l1_weight=1.0, lpips_weight=0.05, resolution=32, name="",
                   lpips=model)
     assert next(iter(losses)).lpips is model
+    fake = FakeComfy(str(env / "comfy")).install(monkeypatch)  # inside ComfyUI: models/lpips via folder_paths
+    sys.modules[f"{pack.__name__}.nodes.comfy_runtime"].register_model_folders()
+    with pytest.raises(FileNotFoundError, match=str(env / "comfy" / "models" / "lpips")):
+        run(N, "InsetGANLoadLPIPS", net="alex", device="cpu")
+    assert ("get_folder_paths", "lpips") in fake.calls
 
 
 # ---------------------------------------------------------------- joint optimisation
