@@ -53,23 +53,23 @@ class StyleGANModel:
 
 
 class _LoadedGenerators:
-    """Generators already loaded, one per file, reused while the file and device are unchanged."""
+    """Generators already loaded, one per file and device, reused while the file is unchanged."""
 
     def __init__(self):
-        self._entries: dict[str, tuple[tuple[int, str], StyleGANModel]] = {}
+        self._entries: dict[tuple[str, str], tuple[int, StyleGANModel]] = {}
 
     def get(self, path: str, name: str, device: torch.device) -> StyleGANModel:
-        stamp = (os.stat(path).st_mtime_ns, str(device))
-        entry = self._entries.get(path)
-        if entry is not None and entry[0] == stamp:
+        key, mtime = (path, str(device)), os.stat(path).st_mtime_ns
+        entry = self._entries.pop(key, None)  # a changed file's old weights are freed before loading
+        if entry is not None and entry[0] == mtime:
+            self._entries[key] = entry
             return entry[1]
-        self._entries.pop(path, None)
         # ComfyUI runs nodes under inference_mode; weights made there could never take part in a
         # backward pass (the optimisation nodes need one through the generator).
         with torch.inference_mode(False):
             G = load_generator(path, device)
             model = StyleGANModel(G, latents.GeneratorIdentity.of(G, name), path)
-        self._entries[path] = (stamp, model)
+        self._entries[key] = (mtime, model)
         return model
 
 
