@@ -59,7 +59,7 @@ from .target_mask import LabelSource, dilate, erode, feather, label_owners, to_l
 
 __all__ = ["FSCode", "CompositeRegions", "CompositeResult", "Alignment", "default_fs_resolution", "PerceptualTarget",
            "masked_lpips", "masked_style_loss", "embed", "align", "mix_structures", "blend", "align_all", "blend_all",
-           "composite", "paste_back"]
+           "composite", "paste_back", "paste_weight"]
 
 Progress = Callable[[str, int, int, Callable[[], torch.Tensor]], None]
 """``progress(stage, step, total, preview)``: called after each optimisation step; ``preview()``
@@ -482,6 +482,13 @@ def paste_back(result: torch.Tensor, original: torch.Tensor, changed: torch.Tens
     if result.shape != original.shape or result.ndim != 4:
         raise ValueError(f"result and original must be images of one shape [B, 3, H, W], got "
                          f"{list(result.shape)} and {list(original.shape)}")
-    weight = _resize_masks(changed.float().to(result.device), result.shape[-2:])
-    weight = feather(dilate(weight, grow), soften).clamp(0, 1)
+    weight = paste_weight(changed.to(result.device), result.shape[-2:], grow=grow, soften=soften)
     return torch.lerp(original, result, weight)
+
+
+def paste_weight(changed: torch.Tensor, size: Sequence[int], *, grow: int = 8, soften: int = 8) -> torch.Tensor:
+    """The weight :func:`paste_back` gives the composite: ``changed`` [B, 1, H', W'] in 0..1 resized
+    to ``size`` (H, W), grown by ``grow`` pixels and feathered over about ``soften`` pixels.
+    Returns [B, 1, H, W] in 0..1 (e.g. to paste a crop's edit into the uncropped photo)."""
+    weight = _resize_masks(changed.float(), size)
+    return feather(dilate(weight, grow), soften).clamp(0, 1)

@@ -28,7 +28,7 @@ import torch
 
 from ..insetgan_ops.crop_paste import paste
 from ..insetgan_ops.fs_cache import EmbeddingCache
-from ..insetgan_ops.fs_compositor import Alignment, FSCode, align_all, blend_all, paste_back
+from ..insetgan_ops.fs_compositor import Alignment, FSCode, align_all, blend_all, paste_back, paste_weight
 from ..insetgan_ops.latents import GeneratorIdentity
 from ..insetgan_ops.segmentation import FaceParser, LabelSet
 from . import comfy_runtime
@@ -398,9 +398,7 @@ class PasteBack:
         where = boxes.for_batch(batch)
         if result.shape[0] not in (1, batch):
             raise ValueError(f"{result.shape[0]} composites for {batch} originals: give one per original or one")
-        # paste_back's own blending weight at the composite's size, so both paths feather alike
-        ones = torch.ones(1, 1, *result.shape[-2:])
-        weight = paste_back(ones, torch.zeros_like(ones), edit, grow=grow, soften=soften)
+        weight = paste_weight(edit, result.shape[-2:], grow=grow, soften=soften)
         framed, _ = paste(photo, result.expand(batch, -1, -1, -1), where)
         weight_full, _ = paste(photo.new_zeros(batch, 1, *photo.shape[-2:]), weight.expand(batch, -1, -1, -1), where)
         return (to_comfy_image(torch.lerp(photo, framed, weight_full)),)
