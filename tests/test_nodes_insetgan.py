@@ -412,6 +412,15 @@ def test_project_image_reproduces_a_generated_face(env, N):
     mean_image, = run(N, "InsetGANSynthesize", stylegan=face, latent=start, noise_mode="const", noise_seed=0,
                       strict=True)
     assert (image - target).abs().mean() < 0.5 * (mean_image - target).abs().mean()
+    half = torch.zeros(1, *target.shape[1:3])
+    half[:, :, : target.shape[2] // 2] = 1  # fit the left half only
+    lpips_model = load_lpips("alex", allow_untrained_backbone=True)
+    settings = dict(stylegan=face, image=target, steps=5, learning_rate=0.1, perceptual_weight=1.0, prior_weight=1e-3,
+                    init_latent=start)
+    plain = run(N, "InsetGANProjectImage", **settings)[0]
+    masked = run(N, "InsetGANProjectImage", **settings, mask=half)[0]
+    perceptual = run(N, "InsetGANProjectImage", **settings, mask=half, lpips=lpips_model)[0]
+    assert not torch.allclose(plain.ws, masked.ws) and not torch.allclose(masked.ws, perceptual.ws)
     with pytest.raises(ValueError, match="crop the target to the generator's aspect"):
         run(N, "InsetGANProjectImage", stylegan=face, image=target[:, :, : target.shape[2] // 2], steps=1,
             learning_rate=0.1, perceptual_weight=1.0, prior_weight=1e-3)
