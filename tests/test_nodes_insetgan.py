@@ -421,6 +421,8 @@ def test_project_image_reproduces_a_generated_face(env, N):
     masked = run(N, "InsetGANProjectImage", **settings, mask=half)[0]
     perceptual = run(N, "InsetGANProjectImage", **settings, mask=half, lpips=lpips_model)[0]
     assert not torch.allclose(plain.ws, masked.ws) and not torch.allclose(masked.ws, perceptual.ws)
+    elsewhere, _ = image_of(N, face, seed=5)
+    assert not torch.allclose(run(N, "InsetGANProjectImage", **{**settings, "init_latent": elsewhere})[0].ws, plain.ws)
     with pytest.raises(ValueError, match="crop the target to the generator's aspect"):
         run(N, "InsetGANProjectImage", stylegan=face, image=target[:, :, : target.shape[2] // 2], steps=1,
             learning_rate=0.1, perceptual_weight=1.0, prior_weight=1e-3)
