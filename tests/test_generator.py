@@ -45,6 +45,7 @@ def test_output_shapes(res, init_shape, size):
     assert ws.shape == (3, 2 * res.bit_length() - 4, G.w_dim) == (3, G.num_ws, G.w_dim)
     img = G.synthesis(ws)
     assert img.shape == (3, 3, *size) and img.dtype == torch.float32
+    assert img.is_contiguous()  # whatever layout the feature maps use inside
     assert (G.img_height, G.img_width) == size
     assert torch.isfinite(img).all()
 
@@ -125,7 +126,7 @@ def test_features_then_resume_with_skip_reproduces_synthesis(res):
     ws = random_ws(G)
     k = ws_before(res)
     x, skip = G.synthesis.features(ws[:, :k], res)
-    assert x.shape == (2, G.config.channels[res], res, res // 2)
+    assert x.shape == (2, G.config.channels[res], res, res // 2) and x.is_contiguous()
     assert (skip is None) == (res == 4)
     if skip is not None:
         assert skip.shape == (2, 3, res // 2, res // 4)
