@@ -222,7 +222,7 @@ def _check_setup(canvas: StyleGANModel, insets: tuple, losses: LossSet, candidat
             target = getattr(term, attribute, None)
             if isinstance(target, str) and target not in names:
                 raise ValueError(f"loss term {term.name!r} refers to {target!r}, but this optimisation has only "
-                                 f"{sorted(names)}; set the term's name field to one of them")
+                                 f"{sorted(names)}; set the loss node's {attribute} field to one of them")
 
 
 def _side_by_side(images: list[torch.Tensor]) -> torch.Tensor:
@@ -274,7 +274,8 @@ class JointOptimize:
                                    "tooltip": "joint: optimise the canvas and the trainable insets, alternating; "
                                               "insets only: the canvas stays; canvas only: the insets stay."}),
             "steps": ("INT", {"default": 200, "min": 1, "max": MAX_STEPS,
-                              "tooltip": "Optimisation steps in all (joint: split into StyleGAN-Human's phases)."}),
+                              "tooltip": "Optimisation steps in all. joint: StyleGAN-Human's phases (insets, canvas, "
+                                         "then alternating) scaled to this, rounded to a multiple of 27."}),
             "canvas_learning_rate": ("FLOAT", {"default": 0.05, "min": 0.0001, "max": 1.0, "step": 0.001,
                                                "tooltip": "Adam learning rate of the canvas code "
                                                           "(StyleGAN-Human: 0.05)."}),

@@ -359,7 +359,8 @@ def test_setup_errors_name_the_problem(env, N):
     losses = chain_of_losses(N)
     shoes_losses, = run(N, "InsetGANBorderLoss", inset="shoes", width=2, l1_weight=1.0, lpips_weight=0.0, name="",
                         losses=losses)
-    with pytest.raises(ValueError, match=r"'border\[shoes\]' refers to 'shoes'.*\['canvas', 'face'\]"):
+    unknown = r"'border\[shoes\]' refers to 'shoes'.*\['canvas', 'face'\]; set the loss node's inset field"
+    with pytest.raises(ValueError, match=unknown):
         optimize(N, canvas, insets, shoes_losses, "joint")
     small, _ = manual_box(N, canvas_image[:, :8], 0.1, 0.1, 0.5, 0.5)
     tracker, = run(N, "InsetGANFixedBoxTracker", boxes=small)
