@@ -46,8 +46,9 @@ class ContentMatchedBoxes:
     """Boxes placed where the canvas looks most like the inset (:func:`refine_box_by_content`).
 
     The first call refines ``start`` (``[4]`` or ``[K, 4]``, e.g. a typical face position, a
-    detector's box or a box from a mask); later calls refine the previous boxes. The search moves
-    a box by at most ``max_shift`` of its size and scales it by at most ``max_scale`` per call.
+    detector's box or a box from a mask); later calls refine the previous boxes. The grid search
+    moves a box by at most ``max_shift`` of its size and scales it by at most ``max_scale``; a box
+    found further than 1.5 times these from ``start`` is refused (the previous box stays).
     """
 
     def __init__(self, start: torch.Tensor, resolution: int = 32, max_shift: float = 0.2, max_scale: float = 1.25,
@@ -60,11 +61,13 @@ class ContentMatchedBoxes:
         self.max_shift, self.max_scale = max_shift, max_scale
 
     def __call__(self, canvas: torch.Tensor, inset: torch.Tensor, previous: Optional[torch.Tensor]) -> torch.Tensor:
-        base = _start(self.start, canvas.shape[0], canvas.device) if previous is None else previous
+        start = _start(self.start, canvas.shape[0], canvas.device)
+        base = start if previous is None else previous
         found = refine_box_by_content(canvas, inset, base, resolution=self.resolution, scales=self.scales,
                                       shifts=self.shifts, steps=self.steps).boxes
-        # The gradient stage may wander past the grid: keep the previous box where it did.
-        ok = plausible_update(found, base, max_shift=1.5 * self.max_shift, max_scale_change=1.5 * self.max_scale)
+        # Repeated refinements could drift where nothing on the canvas resembles the inset: a box
+        # stays within the search range (with half of it again for the gradient stage) of the start.
+        ok = plausible_update(found, start, max_shift=1.5 * self.max_shift, max_scale_change=1.5 * self.max_scale)
         return torch.where(ok[:, None], found, base)
 
 
