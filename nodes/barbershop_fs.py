@@ -381,8 +381,10 @@ class PasteBack:
 
     def paste(self, composite: torch.Tensor, original: torch.Tensor, changed: torch.Tensor, grow: int, soften: int,
               boxes: Optional[ImageBoxes] = None):
-        result = from_comfy_image(composite)
-        photo = from_comfy_image(original)
+        # IMAGE values are blended as they are (no conversion to [-1, 1] and back), so pixels away
+        # from the edit stay bit-identical to the original.
+        result = composite[..., :3].permute(0, 3, 1, 2)
+        photo = original[..., :3].permute(0, 3, 1, 2)
         edit = from_comfy_mask(changed)
         if boxes is None:
             if result.shape[-2:] != photo.shape[-2:]:
@@ -392,7 +394,7 @@ class PasteBack:
             batch = max(result.shape[0], photo.shape[0])
             pasted = paste_back(result.expand(batch, -1, -1, -1), photo.expand(batch, -1, -1, -1), edit, grow=grow,
                                 soften=soften)
-            return (to_comfy_image(pasted),)
+            return (pasted.permute(0, 2, 3, 1).contiguous(),)
         boxes.check_image(photo.shape[-2], photo.shape[-1], what="original")
         batch = photo.shape[0]
         where = boxes.for_batch(batch)
@@ -401,7 +403,7 @@ class PasteBack:
         weight = paste_weight(edit, result.shape[-2:], grow=grow, soften=soften)
         framed, _ = paste(photo, result.expand(batch, -1, -1, -1), where)
         weight_full, _ = paste(photo.new_zeros(batch, 1, *photo.shape[-2:]), weight.expand(batch, -1, -1, -1), where)
-        return (to_comfy_image(torch.lerp(photo, framed, weight_full)),)
+        return (torch.lerp(photo, framed, weight_full).permute(0, 2, 3, 1).contiguous(),)
 
 
 NODE_CLASS_MAPPINGS = {

@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 import torch
 import torchvision
+from skimage import data
 
 from insetgan_ops import save_generator
 from insetgan_ops.demo.segmenter import DemoFaceParser, SegmenterConfig, save_segmenter
@@ -300,6 +301,29 @@ def test_composite_changes_only_the_edited_region_and_pastes_back(env, N, pack):
     torch.testing.assert_close(into_photo[:, 20:84, 30:94], pasted, atol=1e-5, rtol=0)
     with pytest.raises(ValueError, match="connect the boxes it was cropped with"):
         run(N, "InsetGANBarbershopPasteBack", composite=composite, original=photo, changed=changed, grow=2, soften=2)
+
+
+def test_face_cropped_from_a_photo_goes_back_into_it(env, N):
+    """Detect Faces -> Adjust Boxes -> Crop Boxes -> Barbershop -> Paste Back with the boxes, on a real
+    photograph (skimage's astronaut) with the real MTCNN."""
+    stylegan, parser, lpips = loaders(N)
+    photo = torch.from_numpy(data.astronaut()).float()[None] / 255  # IMAGE [1, 512, 512, 3]
+    detector = run(N, "InsetGANFaceDetector", min_face_size=40, threshold_pnet=0.6, threshold_rnet=0.7,
+                   threshold_onet=0.7, device="cpu")[0]
+    tight = run(N, "InsetGANDetectFaces", face_detector=detector, image=photo, policy="largest",
+                min_confidence=0.9)[0]
+    boxes = run(N, "InsetGANAdjustBoxes", boxes=tight, expand=1.8, shift_down=0.0, aspect="square",
+                aspect_ratio=1.0, clamp="shift inside")[0]
+    crop = run(N, "InsetGANCropBoxes", image=photo, boxes=boxes, width=1, height=1, size_from=stylegan)[0]
+    assert crop.shape == (1, SIZE, SIZE, 3)
+    composite, changed = hair_composite(N, stylegan, parser, lpips, [crop, face(N, stylegan, 2)])
+    result, = run(N, "InsetGANBarbershopPasteBack", composite=composite, original=photo, changed=changed, grow=2,
+                  soften=2, boxes=boxes)
+    x0, y0, x1, y1 = boxes.boxes[0].tolist()
+    outside = torch.ones(512, 512, dtype=torch.bool)
+    outside[int(y0):int(y1) + 1, int(x0):int(x1) + 1] = False
+    assert torch.equal(result[0][outside], photo[0][outside])
+    assert (result - photo).abs().amax() > 0.05  # the edit shows inside the box
 
 
 def test_appearance_from_a_third_reference(env, N):
