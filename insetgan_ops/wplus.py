@@ -1,9 +1,10 @@
 """W+ codes under optimisation: a base code plus per-layer offsets, and the learning-rate ramp.
 
 InsetGAN and StyleGAN-Human optimise a latent as ``ws = w* + delta``: one base code ``w*`` shared
-by every layer and an offset ``delta_i`` per layer. Regularising ``w*`` towards ``w_avg`` keeps the
-image in distribution; regularising the offsets keeps the layers from drifting apart. Both the
-joint optimiser and the projection of photos use this parametrisation.
+by every layer and an offset ``delta_i`` per layer, so that a regulariser can keep ``w*`` near the
+generator's distribution and the layers from drifting apart (the joint optimiser uses
+:class:`~insetgan_ops.losses.RegularizerLoss`, the projection a prior on W). Both use this
+parametrisation.
 
 :class:`WPlusCode` holds ``base [K, 1, w_dim]`` and ``offsets [K, num_ws, w_dim]`` as leaf tensors
 for ``K`` independent candidates. Every loss the library builds on it is a sum of per-candidate
@@ -57,18 +58,9 @@ class WPlusCode:
         """The current codes as a detached :class:`~insetgan_ops.latents.Latent`."""
         return Latent(self.ws().detach().clone(), self.generator)
 
-    def regularizer(self, w_avg: torch.Tensor, offset_weight: float = 1.0) -> torch.Tensor:
-        """Per-candidate ``mean((w* - w_avg)^2) + offset_weight * mean(delta^2)``: ``[K]``.
-
-        ``w_avg``: ``[w_dim]``. Means rather than sums keep the weights independent of ``w_dim``
-        and ``num_ws``.
-        """
-        base_term = (self.base[:, 0] - w_avg).square().mean(dim=1)
-        return base_term + offset_weight * self.offsets.square().mean(dim=(1, 2))
-
 
 def ramped_lr(base_lr: float, progress: float, warmup: float = 0.05, rampdown: float = 0.25) -> float:
-    """The learning rate at ``progress`` in [0, 1] of a phase: a linear warm-up over the first
+    """The learning rate at ``progress`` in [0, 1] of an optimisation: a linear warm-up over the first
     ``warmup`` fraction and a cosine decay to 0 over the last ``rampdown`` fraction."""
     if not 0 <= progress <= 1:
         raise ValueError(f"progress must be in [0, 1], got {progress}")
