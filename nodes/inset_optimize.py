@@ -107,9 +107,11 @@ class ContentBoxTracker:
             "boxes": (BOXES, {"tooltip": "Starting boxes near the right place on the canvas (e.g. a Manual Box "
                                          "with the inset's aspect)."}),
             "max_shift": ("FLOAT", {"default": 0.2, "min": 0.0, "max": 1.0, "step": 0.01,
-                                    "tooltip": "Largest move per search, as a fraction of the box size."}),
+                                    "tooltip": "Search range: how far a box moves in one search, as a fraction of "
+                                               "its size (it stays within 1.5 times this of the start)."}),
             "max_scale": ("FLOAT", {"default": 1.25, "min": 1.0, "max": 4.0, "step": 0.01,
-                                    "tooltip": "Largest growth or shrinkage per search (factor)."}),
+                                    "tooltip": "Search range of the size: the largest growth or shrinkage in one "
+                                               "search (a factor; within 1.5 times this of the start)."}),
             "resolution": ("INT", {"default": 32, "min": 4, "max": 512,
                                    "tooltip": "Compare at this many pixels high: lower is faster and coarser."}),
         }}
