@@ -36,8 +36,8 @@ from ..box_tracking import ContentMatchedBoxes
 from ..checkpoints import load_generator
 from ..crop_paste import paste
 from ..generator import Generator
-from ..joint_optimizer import CanvasSpec, InsetSpec, RandomInit, default_schedule, optimize, resolve_init, \
-    standard_losses
+from ..joint_optimizer import (CanvasSpec, InsetResult, InsetSpec, RandomInit, default_schedule, optimize,
+                               resolve_init, standard_losses)
 from ..plots import loss_curves
 from ..seam_metrics import coarse_difference, outside_change, seam_error
 from .image_grid import image_grid
@@ -73,7 +73,8 @@ def load_demo_generators(weights_dir: "str | os.PathLike" = WEIGHTS_DIR,
 
 
 @torch.no_grad()
-def _seed_figures(canvas0, face0, box0, result) -> dict[str, float]:
+def _seed_figures(canvas0: torch.Tensor, face0: torch.Tensor, box0: torch.Tensor,
+                  result: InsetResult) -> dict[str, float]:
     canvas, face, box = result.canvas, result.insets["face"], result.boxes["face"]
     return {
         "seam_naive": float(seam_error(canvas0, face0, box0)),
@@ -84,14 +85,23 @@ def _seed_figures(canvas0, face0, box0, result) -> dict[str, float]:
     }
 
 
-def refine_seed(G_canvas: Generator, G_face: Generator, seed: int, start_box: torch.Tensor,
-                settings: DemoSettings = DemoSettings()) -> dict:
-    """Runs the demo's joint face refinement for one seed.
+@dataclasses.dataclass(frozen=True)
+class SeedRun:
+    """One seed of the demo: the starting ``canvas``, the ``naive`` paste and the optimised ``composite``
+    (each ``[1, 3, H, W]``), the full ``result``, the starting ``box`` ``[1, 4]`` and the ``figures``
+    written to summary.json (seam, coarse, outside change, seconds)."""
 
-    Returns ``canvas``, ``naive`` and ``composite`` images ``[1, 3, H, W]``, the
-    :class:`~insetgan_ops.joint_optimizer.InsetResult` as ``result``, ``figures`` (see
-    :func:`_seed_figures`; includes ``seconds``) and the starting ``box`` ``[1, 4]``.
-    """
+    canvas: torch.Tensor
+    naive: torch.Tensor
+    composite: torch.Tensor
+    result: InsetResult
+    box: torch.Tensor
+    figures: dict[str, float]
+
+
+def refine_seed(G_canvas: Generator, G_face: Generator, seed: int, start_box: torch.Tensor,
+                settings: DemoSettings = DemoSettings()) -> SeedRun:
+    """Runs the demo's joint face refinement for one seed."""
     start = time.perf_counter()
     canvas_latent = resolve_init(G_canvas, RandomInit(seed, settings.truncation_psi), 1)
     face_latent = resolve_init(G_face, RandomInit(seed, settings.truncation_psi), 1)
@@ -107,8 +117,7 @@ def refine_seed(G_canvas: Generator, G_face: Generator, seed: int, start_box: to
     seconds = time.perf_counter() - start
     naive = paste(canvas0, face0, box0)[0]
     figures = {**_seed_figures(canvas0, face0, box0, result), "seconds": seconds}
-    return {"canvas": canvas0, "naive": naive, "composite": result.composite, "result": result, "figures": figures,
-            "box": box0}
+    return SeedRun(canvas0, naive, result.composite, result, box0, figures)
 
 
 def summarize(per_seed: Sequence[dict]) -> dict:
@@ -140,17 +149,17 @@ def run_demo(out_dir: "str | os.PathLike", seeds: Sequence[int], settings: DemoS
     per_seed, rows = [], []
     for seed in seeds:
         outcome = refine_seed(G_canvas, G_face, seed, start_box, settings)
-        figures = {"seed": int(seed), "box": [round(v, 3) for v in outcome["result"].boxes["face"][0].tolist()],
-                   **outcome["figures"]}
+        figures = {"seed": int(seed), "box": [round(v, 3) for v in outcome.result.boxes["face"][0].tolist()],
+                   **outcome.figures}
         per_seed.append(figures)
         stem = f"seed_{seed:04d}"
         for kind in ("canvas", "naive", "composite"):
-            image_grid(outcome[kind], cols=1, pad=0).save(out / f"{stem}_{kind}.png")
-        phases = outcome["result"].phases
+            image_grid(getattr(outcome, kind), cols=1, pad=0).save(out / f"{stem}_{kind}.png")
+        phases = outcome.result.phases
         boundaries = [sum(p.steps for p in phases[:i]) for i in range(1, len(phases))]
-        loss_curves(outcome["result"].history, boundaries=boundaries, title=f"seed {seed}").save(
+        loss_curves(outcome.result.history, boundaries=boundaries, title=f"seed {seed}").save(
             out / f"{stem}_losses.png")
-        rows.append(torch.cat([outcome["canvas"], outcome["naive"], outcome["composite"]]))
+        rows.append(torch.cat([outcome.canvas, outcome.naive, outcome.composite]))
         log(f"seed {seed}: seam {figures['seam_naive']:.4f} -> {figures['seam_optimised']:.4f}, coarse "
             f"{figures['coarse_naive']:.4f} -> {figures['coarse_optimised']:.4f}, outside change "
             f"{figures['outside_change']:.4f}, {figures['seconds']:.1f} s")
