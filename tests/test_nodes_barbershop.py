@@ -6,7 +6,8 @@ parser ``face_parser.safetensors``. When both are shipped in insetgan_ops/demo/w
 used; otherwise a tiny random 64x64 generator and a small random demo parser are written under those
 names into a temporary models folder ($INSETGAN_MODELS_DIR), so the workflow files run unchanged
 (``test_which_models`` reports which). LPIPS is the real ``lpips`` code whose AlexNet backbone is
-read from a torchvision-format file the tests write with random weights. Steps are cut to a few per
+read from a torchvision-format file the tests write with random weights. The photo workflow and the
+crop test use skimage's astronaut photograph (and the real MTCNN). Steps are cut to a few per
 stage: the tests check behaviour, not image quality.
 """
 
@@ -19,6 +20,7 @@ from pathlib import Path
 import pytest
 import torch
 import torchvision
+from PIL import Image
 from skimage import data
 
 from insetgan_ops import save_generator
@@ -366,13 +368,21 @@ def _prompt(N, path: Path) -> dict:
     return prompt
 
 
+def _write_photos(folder: Path) -> None:
+    """The photos the photo workflow loads: skimage's astronaut, and mirrored as the hairstyle."""
+    Image.fromarray(data.astronaut()).save(folder / "barbershop_identity.png")
+    Image.fromarray(data.astronaut()[:, ::-1].copy()).save(folder / "barbershop_hairstyle.png")
+
+
 @pytest.mark.parametrize("path", WORKFLOWS, ids=[p.stem for p in WORKFLOWS])
 def test_example_workflow_runs(env, N, path):
+    _write_photos(env / "input")
     ctx = RunContext(env / "input", env / "output")
     prompt = _prompt(N, path)
     results = run_prompt(prompt, N, ctx)
     of_type = {spec["class_type"]: node_id for node_id, spec in prompt.items()}
-    assert ctx.ui[of_type["SaveImage"]][0].shape == (1, SIZE, SIZE, 3)
+    original = prompt[of_type["InsetGANBarbershopPasteBack"]]["inputs"]["original"]
+    assert ctx.ui[of_type["SaveImage"]][0].shape == results[original[0]][original[1]].shape
     assert len(list((env / "output").rglob("*.png"))) == 1
     assert results[of_type["InsetGANBarbershopBlend"]][1].shape == (1, SIZE, SIZE)  # the changed mask
     assert results[of_type["InsetGANComposeTargetMask"]][2].shape == (1, SIZE, SIZE, 3)  # the target preview
