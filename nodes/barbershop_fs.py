@@ -19,9 +19,7 @@ time it runs. Every optimisation shows progress with a preview and stops at Canc
 
 from __future__ import annotations
 
-import copy
 import dataclasses
-import weakref
 from typing import Callable, Optional
 
 import torch
@@ -122,21 +120,6 @@ class _ProgressBar:
         self.bar.update(self.total)
 
 
-_TRAINABLE_LPIPS: "weakref.WeakKeyDictionary[torch.nn.Module, torch.nn.Module]" = weakref.WeakKeyDictionary()
-
-
-def _trainable_lpips(model: torch.nn.Module) -> torch.nn.Module:
-    """``model``, or, when it was built under inference mode (as nodes run), a copy whose weights
-    can take part in backward passes (made once per model)."""
-    if not any(p.is_inference() for p in model.parameters()):
-        return model
-    twin = _TRAINABLE_LPIPS.get(model)
-    if twin is None:
-        with torch.inference_mode(False):
-            twin = _TRAINABLE_LPIPS[model] = copy.deepcopy(model)
-    return twin
-
-
 def _device_of(module: torch.nn.Module) -> torch.device:
     return next(module.parameters()).device
 
@@ -209,12 +192,11 @@ class Embed:
               learning_rate: float, mse_weight: float, lpips_weight: float, prior_weight: float, f_weight: float):
         _check_size(stylegan, image, "the image")
         G = stylegan.generator
-        lpips_model = _trainable_lpips(lpips)
-        _check_device(stylegan, lpips_model, "LPIPS model")
+        _check_device(stylegan, lpips, "LPIPS model")
         progress = _ProgressBar(image.shape[0] * (w_steps + fs_steps), "Embed")
         with torch.inference_mode(False):
             images = from_comfy_image(image).to(_device_of(G)).clone()
-            code = EMBEDDINGS.embed(G, images, lpips_model, w_steps=w_steps, fs_steps=fs_steps,
+            code = EMBEDDINGS.embed(G, images, lpips, w_steps=w_steps, fs_steps=fs_steps,
                                     lr=learning_rate, mse_weight=mse_weight, lpips_weight=lpips_weight,
                                     prior_weight=prior_weight, f_weight=f_weight, progress=progress)
         progress.finish()
@@ -287,8 +269,7 @@ class Align:
         if len(references) != len(target.sources):
             raise ValueError(f"the target was composed from {len(target.sources)} label maps but {len(references)} "
                              f"references are connected; connect one embedding per label map (a, b, c in order)")
-        lpips_model = _trainable_lpips(lpips)
-        _check_device(stylegan, lpips_model, "LPIPS model")
+        _check_device(stylegan, lpips, "LPIPS model")
         _check_device(stylegan, face_parser, "face parser")
         label_set = face_parser.label_set
         mapping = {**target.mapping, **parse_mapping(appearance, label_set, len(references))}
@@ -307,7 +288,7 @@ class Align:
             lenders = set(mapping.values()) - {default}
             progress = _ProgressBar(steps + lender_steps * len(lenders), "Align")
             alignment = align_all(G, [image for _, image in embedded], [code for code, _ in embedded], sources,
-                                  target_labels, face_parser, lpips_model, mapping, default, align_steps=steps,
+                                  target_labels, face_parser, lpips, mapping, default, align_steps=steps,
                                   lender_align_steps=lender_steps, lr=learning_rate, style_weight=style_weight,
                                   smooth=smooth, progress=progress)
         progress.finish()
@@ -342,13 +323,12 @@ class Blend:
             raise ValueError(f"the alignment was made with generator {alignment.generator} but is used with "
                              f"{stylegan.identity}; connect the generator it was made with")
         G = stylegan.generator
-        lpips_model = _trainable_lpips(lpips)
-        _check_device(stylegan, lpips_model, "LPIPS model")
+        _check_device(stylegan, lpips, "LPIPS model")
         progress = _ProgressBar(steps, "Blend")
         with torch.inference_mode(False):
             embedded = [_embedding(r, stylegan, f"reference_{n}") for r, n in zip(alignment.references, SOURCE_NAMES)]
             result = blend_all(G, alignment.alignment, [image for _, image in embedded], [code for code, _ in embedded],
-                               lpips_model, steps=steps, lr=learning_rate, progress=progress)
+                               lpips, steps=steps, lr=learning_rate, progress=progress)
         progress.finish()
         return FSLatent(result.code, stylegan.identity, None), to_comfy_mask(result.changed)
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from typing import Optional
 
+import torch
 from torch import nn
 
 from ..insetgan_ops import losses as loss_terms
@@ -77,7 +78,10 @@ class LoadLPIPS:
 
     def load(self, net: str, device: str):
         where = comfy_runtime.torch_device() if device == "auto" else device
-        return (load_lpips(net, where, search_dirs=comfy_runtime.model_folders("lpips")),)
+        # ComfyUI runs nodes under inference_mode; weights made there could never take part in the
+        # backward passes of the optimising nodes, so the model is built outside it.
+        with torch.inference_mode(False):
+            return (load_lpips(net, where, search_dirs=comfy_runtime.model_folders("lpips")),)
 
 
 class CoarseLoss(_LossNode):

@@ -251,6 +251,7 @@ def test_load_lpips_reads_models_lpips_or_names_the_missing_file(env, N, pack, m
     torch.save(features, folder / lpips_loader.backbone_filename("alex"))
     model, = run(N, "InsetGANLoadLPIPS", net="alex", device="cpu")
     torch.testing.assert_close(model.net.slice1[0].weight, features["features.0.weight"])
+    assert not any(p.is_inference() for p in model.parameters())  # usable in the optimisers' backward passes
     losses, = run(N, "InsetGANCoarseLoss", inset="face", l1_weight=1.0, lpips_weight=0.05, resolution=32, name="",
                   lpips=model)
     assert next(iter(losses)).lpips is model
