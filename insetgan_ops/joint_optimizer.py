@@ -58,13 +58,13 @@ _MIN_LPIPS_SIZE = 32  # the smallest image side LPIPS (AlexNet) accepts
 
 BORDER_WEIGHT = 10000.0
 """L1 weight of the border term in :func:`standard_losses`: between StyleGAN-Human's 2500 (canvas
-steps) and 25000 (inset steps), as one weight serves both; on the demo models (8 seeds, 216 joint
-steps) 2500 left the median seam at 0.53 of the naive paste's, 25000 moved the body (outside change
-0.025), 10000 gave 0.17 at an outside change of 0.010."""
+steps) and 25000 (inset steps), as one weight serves both. On the demo models (8 seeds, 216 joint
+steps) StyleGAN-Human's weights (border 2500, regulariser 15000) left the median seam at 0.54 of
+the naive paste's; border 10000 with :data:`REGULARIZER_WEIGHT` gives 0.17 with the body kept
+(mean change outside the box 0.007); border 25000 moves the body twice as much for 0.16."""
 REGULARIZER_WEIGHT = 1500.0
 """Weight of ``mean((w* - w_avg)^2)`` and of ``mean(delta^2)`` in :func:`standard_losses`: a tenth of
-StyleGAN-Human's 15000, which on the demo models pulled truncated random starts back to the mean
-face and kept the seam ratio at 0.41-0.53."""
+StyleGAN-Human's 15000, which pulls truncated random starts back towards the mean image."""
 
 
 @dataclasses.dataclass(frozen=True)
