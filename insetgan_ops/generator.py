@@ -448,7 +448,8 @@ class SynthesisNetwork(nn.Module):
 
         x: [B, channels[res], res, res*aspect]; ws: [B, num_ws - ws_before(res), w_dim], codes
         ws_before(res).. (the first is block res's ToRGB code). ``skip`` is the RGB skip from
-        :meth:`features`; with None the RGB path restarts at ``res`` (Barbershop's FS rendering).
+        :meth:`features`; with None the RGB path restarts at block ``res``'s ToRGB (the pack's FS
+        rendering; Barbershop's code restarts it one block later, at ``2 * res``).
         ``resume(*features(ws[:, :k]), ...)`` with ``skip`` passed reproduces ``forward(ws)``.
         """
         if res not in self.block_resolutions:
