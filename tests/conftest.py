@@ -9,8 +9,11 @@ import os
 import sys
 from pathlib import Path
 
+import lpips
 import pytest
 import torch
+import torch.nn.functional as F
+from skimage import data
 
 ROOT = Path(__file__).resolve().parents[1]
 PACK_NAME = "comfyui_insetgan_under_test"
@@ -35,3 +38,21 @@ def load_pack():
 @pytest.fixture(scope="session")
 def pack():
     return load_pack()
+
+
+@pytest.fixture(scope="module")
+def astronaut():
+    """skimage's astronaut photograph (a real face: about x 90-134, y 31-86), reduced to a
+    [1, 3, 256, 256] image in [-1, 1]."""
+    image = torch.from_numpy(data.astronaut()).permute(2, 0, 1).float()[None] / 127.5 - 1
+    return F.interpolate(image, size=(256, 256), mode="bilinear", antialias=True, align_corners=False)
+
+
+@pytest.fixture(scope="module")
+def lpips_model():
+    """The real lpips code (AlexNet, calibrated linear layers) with a seeded untrained backbone:
+    ImageNet weights cannot be downloaded here."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        model = lpips.LPIPS(net="alex", pretrained=True, pnet_rand=True, verbose=False)
+    return model.eval().requires_grad_(False)

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import pytest
 import torch
-import torch.nn.functional as F
-from skimage import data
 
 from insetgan_ops.box_tracking import ContentMatchedBoxes, DetectedFaceBoxes, FixedBoxes
 from insetgan_ops.boxes import box_centers, box_sizes
@@ -15,13 +13,6 @@ from insetgan_ops.detection import FaceDetector, FaceNotFoundError
 @pytest.fixture(scope="module")
 def detector():
     return FaceDetector(device="cpu")
-
-
-@pytest.fixture(scope="module")
-def astronaut():
-    """skimage's astronaut photograph as [1, 3, 256, 256] in [-1, 1] (face about x 90-134, y 31-86)."""
-    image = torch.from_numpy(data.astronaut()).permute(2, 0, 1).float()[None] / 127.5 - 1
-    return F.interpolate(image, size=(256, 256), mode="bilinear", antialias=True, align_corners=False)
 
 
 def test_fixed_boxes_are_broadcast_to_the_candidates():

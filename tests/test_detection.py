@@ -1,7 +1,6 @@
 import pytest
 import torch
 import torch.nn.functional as F
-from skimage import data
 
 from insetgan_ops.detection import FaceDetections, FaceDetector, FaceNotFoundError, choose_face
 
@@ -9,13 +8,6 @@ from insetgan_ops.detection import FaceDetections, FaceDetector, FaceNotFoundErr
 @pytest.fixture(scope="module")
 def detector():
     return FaceDetector(device="cpu")
-
-
-@pytest.fixture(scope="module")
-def astronaut():
-    """skimage's astronaut photograph (Eileen Collins), reduced to a [1, 3, 256, 256] image in [-1, 1]."""
-    image = torch.from_numpy(data.astronaut()).permute(2, 0, 1).float()[None] / 127.5 - 1
-    return F.interpolate(image, size=(256, 256), mode="bilinear", antialias=True, align_corners=False)
 
 
 @pytest.fixture(scope="module")

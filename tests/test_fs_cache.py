@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import lpips
 import pytest
 import torch
 
@@ -15,14 +14,6 @@ SETTINGS = dict(w_steps=2, fs_steps=1, lr=0.05)
 @pytest.fixture(scope="module")
 def G():
     return tiny_generator(img_resolution=32)
-
-
-@pytest.fixture(scope="module")
-def lpips_model():
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(0)
-        model = lpips.LPIPS(net="alex", pretrained=True, pnet_rand=True, verbose=False)
-    return model.eval().requires_grad_(False)
 
 
 @pytest.fixture(scope="module")

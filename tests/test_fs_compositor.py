@@ -38,14 +38,6 @@ def G():
     return tiny_generator(img_resolution=64)
 
 
-@pytest.fixture(scope="module")
-def lpips_model():
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(0)
-        model = lpips.LPIPS(net="alex", pretrained=True, pnet_rand=True, verbose=False)
-    return model.eval().requires_grad_(False)
-
-
 def generated(G, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
     """(ws [1, num_ws, w_dim], image [1, 3, 64, 64]) of a truncated random latent."""
     z = torch.randn(1, G.z_dim, generator=torch.Generator().manual_seed(seed))
