@@ -116,9 +116,8 @@ def _generator(seed: Seed) -> torch.Generator:
         return seed
     if not isinstance(seed, int) or isinstance(seed, bool):
         raise TypeError(f"seed must be an int or a torch.Generator, got {type(seed).__name__}")
-    if not 0 <= seed < 2**32:
-        # torch's CPU generator keeps only the low 32 bits: larger seeds would repeat smaller ones.
-        raise ValueError(f"seed must lie in [0, 2**32), got {seed}")
+    if seed < 0:
+        raise ValueError(f"seed must be non-negative, got {seed}")
     return torch.Generator().manual_seed(seed)
 
 
@@ -145,10 +144,11 @@ def _hsv(g: torch.Generator, n: int, sat: tuple[float, float], val: tuple[float,
 
 
 def sample_attributes(n: int, seed: Seed) -> FigureAttributes:
-    """Draws ``n`` people's attributes from ``seed`` (an int in [0, 2**32), or a ``torch.Generator`` to continue).
+    """Draws ``n`` people's attributes from ``seed`` (an int >= 0, or a ``torch.Generator`` to continue).
 
     The same seed gives the same attributes; :func:`render_bodies`, :func:`render_faces` and
-    :func:`render_shoes` with the same seed therefore draw the same people.
+    :func:`render_shoes` with the same seed therefore draw the same people. torch's CPU generator
+    keeps only the low 32 bits of a seed: seeds equal modulo 2**32 draw the same people.
     """
     if n < 1:
         raise ValueError(f"n must be at least 1, got {n}")
