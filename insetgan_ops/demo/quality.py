@@ -95,7 +95,7 @@ def evaluate(name: str, G: Generator, n: int = 64, seed: int = 0, sweep_seeds: i
 
 
 def contact_sheet(name: str, G: Generator, count: int = 16, rows: int = 2, strips: int = 3, seed: int = 0,
-                  zoom: int = 3) -> Image.Image:
+                  zoom: int = 2) -> Image.Image:
     """Generated samples (``rows`` rows), rendered images (``rows`` rows), then ``strips``
     truncation strips (psi 0 -> 1, left to right), separated by white bands; enlarged ``zoom`` x."""
     setup, _ = PRESETS[name]
