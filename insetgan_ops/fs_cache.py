@@ -24,11 +24,11 @@ from typing import Any, Optional
 import torch
 from safetensors import SafetensorError
 from safetensors.torch import safe_open
-from safetensors.torch import save as safetensors_bytes
 
 from .fs_compositor import FSCode, embed
 from .generator import Generator
 from .latents import fingerprint
+from .safetensors_io import write_safetensors
 
 __all__ = ["EmbeddingCache", "embedding_key"]
 
@@ -96,13 +96,7 @@ class EmbeddingCache:
         path.parent.mkdir(parents=True, exist_ok=True)
         metadata = {"format": FORMAT_TAG, "version": FORMAT_VERSION, "res": str(code.res),
                     "generator_fingerprint": generator_fingerprint}
-        data = safetensors_bytes({"F": cpu.F.contiguous(), "ws": cpu.ws.contiguous()}, metadata=metadata)
-        tmp = path.with_suffix(".partial")
-        try:
-            tmp.write_bytes(data)
-            os.replace(tmp, path)
-        finally:
-            tmp.unlink(missing_ok=True)
+        write_safetensors(path, {"F": cpu.F, "ws": cpu.ws}, metadata)
 
     def _remember(self, key: str, code: FSCode) -> None:
         self._memory[key] = code

@@ -26,10 +26,10 @@ import numpy as np
 import torch
 from safetensors import SafetensorError
 from safetensors.torch import safe_open
-from safetensors.torch import save as safetensors_bytes
 
 from .checkpoints import CheckpointError
 from .generator import NOISE_MODES, Generator, NoiseMode
+from .safetensors_io import write_safetensors
 
 __all__ = ["GeneratorIdentity", "Latent", "LatentFileError", "LatentMismatchError", "fingerprint", "load_latent",
            "mean", "mix", "sample", "save_latent", "synthesize", "z_from_seeds"]
@@ -228,18 +228,11 @@ def save_latent(latent: Latent, path: "str | os.PathLike") -> None:
     g = latent.generator
     metadata = {"format": FORMAT_TAG, "version": FORMAT_VERSION, "generator_name": g.name,
                 "generator_fingerprint": g.fingerprint, "num_ws": str(g.num_ws), "w_dim": str(g.w_dim)}
-    data = safetensors_bytes({"ws": latent.ws.detach().to("cpu", torch.float32).contiguous()}, metadata=metadata)
-    tmp = path + ".partial"
     try:
-        with open(tmp, "wb") as f:  # plain open(): the file gets the user's usual permissions
-            f.write(data)
-        os.replace(tmp, path)
+        write_safetensors(path, {"ws": latent.ws.to(torch.float32)}, metadata)
     except OSError as e:
         raise LatentFileError(path, f"cannot write the latent ({e.strerror}); check that the folder exists "
                                     "and is writable") from e
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
 
 
 def load_latent(path: "str | os.PathLike", device: "str | torch.device" = "cpu") -> Latent:

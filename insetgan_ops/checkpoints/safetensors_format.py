@@ -12,9 +12,10 @@ import os
 
 import torch
 from safetensors import SafetensorError
-from safetensors.torch import load_file, safe_open, save_file
+from safetensors.torch import load_file, safe_open
 
 from ..generator import GeneratorConfig
+from ..safetensors_io import write_safetensors
 from .common import Checkpoint, CheckpointError
 from .shapes import config_from_state_dict
 
@@ -23,15 +24,8 @@ FORMAT_TAG = "insetgan-stylegan2"
 
 def save_checkpoint(config: GeneratorConfig, state_dict: dict[str, torch.Tensor], path: "str | os.PathLike") -> None:
     """Writes ``state_dict`` (float tensors, NVIDIA names) and ``config`` to ``path`` atomically."""
-    tensors = {k: v.detach().to("cpu", torch.float32).contiguous() for k, v in state_dict.items()}
-    path = os.fspath(path)
-    tmp = path + ".partial"
-    try:
-        save_file(tensors, tmp, metadata={"format": FORMAT_TAG, "config": config.to_json()})
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+    tensors = {k: v.to(torch.float32) for k, v in state_dict.items()}
+    write_safetensors(path, tensors, {"format": FORMAT_TAG, "config": config.to_json()})
 
 
 def read_checkpoint(path: "str | os.PathLike") -> Checkpoint:

@@ -33,10 +33,11 @@ from typing import Callable, Optional
 import torch
 import torch.nn.functional as F
 from safetensors import SafetensorError, safe_open
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 from torch import nn
 
 from ..checkpoints import CheckpointError
+from ..safetensors_io import write_safetensors
 from ..segmentation import BARBERSHOP_16, FACE_PARSER_FORMAT_TAG, LABEL_SETS, FaceParser, LabelSet
 from .renderer import FACE_SIZE, RENDERED_LABELS, render_faces
 
@@ -117,19 +118,11 @@ class DemoFaceParser(FaceParser):
 
 def save_segmenter(parser: DemoFaceParser, path: "str | os.PathLike", training: Optional[dict] = None) -> None:
     """Writes ``parser`` as ``.safetensors`` with its config, label names and ``training`` notes, atomically."""
-    tensors = {k: v.detach().to("cpu").contiguous() for k, v in parser.state_dict().items()}
     metadata = {"format": FACE_PARSER_FORMAT_TAG, "arch": ARCH, "labels": json.dumps(list(parser.label_set.labels)),
                 "label_set": parser.label_set.name, "config": parser.config.to_json(),
                 "training": json.dumps(training or {})}
-    path = os.fspath(path)
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    tmp = path + ".partial"
-    try:
-        save_file(tensors, tmp, metadata=metadata)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+    write_safetensors(path, parser.state_dict(), metadata)
 
 
 def _label_set_from(path, name: str, labels: list) -> LabelSet:
