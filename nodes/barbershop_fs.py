@@ -56,8 +56,8 @@ def _steps(default: int, tooltip: str, minimum: int = 0) -> tuple:
     return ("INT", {"default": default, "min": minimum, "max": MAX_STEPS, "tooltip": tooltip})
 
 
-def _learning_rate() -> tuple:
-    return ("FLOAT", {"default": 0.01, "min": 1e-5, "max": 1.0, "step": 0.001, "tooltip": _TOOLTIPS["learning_rate"]})
+def _learning_rate(default: float = 0.01) -> tuple:
+    return ("FLOAT", {"default": default, "min": 1e-5, "max": 1.0, "step": 0.001, "tooltip": _TOOLTIPS["learning_rate"]})
 
 
 def _weight(default: float, tooltip: str) -> tuple:
@@ -177,9 +177,9 @@ class Embed:
             "lpips": (LPIPS, {"tooltip": _TOOLTIPS["lpips"]}),
             "image": ("IMAGE", {"tooltip": "Face images at the generator's size, framed like its training "
                                            "images."}),
-            "w_steps": _steps(1100, "Optimisation steps in W+ (Barbershop: 1100).", minimum=1),
-            "fs_steps": _steps(250, "Optimisation steps in FS space after W+ (Barbershop: 250)."),
-            "learning_rate": _learning_rate(),
+            "w_steps": _steps(200, "Optimisation steps in W+ (Barbershop: 1100).", minimum=1),
+            "fs_steps": _steps(300, "Optimisation steps in FS space after W+ (Barbershop: 250)."),
+            "learning_rate": _learning_rate(0.02),
             "mse_weight": _weight(1.0, "Weight of the pixel error (mean squared)."),
             "lpips_weight": _weight(1.0, "Weight of the LPIPS distance (at most 256 pixels)."),
             "prior_weight": _weight(0.001, "Weight of the latent prior keeping W+ where the generator has seen "
@@ -248,8 +248,8 @@ class Align:
                                       "tooltip": "Labels whose look comes from another reference than their shape, "
                                                  "e.g. 'hair: c' (hair shaped like b's, coloured like c's). Empty: "
                                                  "each label's look comes with its shape."}),
-            "steps": _steps(140, "Alignment steps of the default reference (Barbershop: 140)."),
-            "lender_steps": _steps(100, "Alignment steps of each reference that lends a region (Barbershop: 100)."),
+            "steps": _steps(100, "Alignment steps of the default reference (Barbershop: 140)."),
+            "lender_steps": _steps(80, "Alignment steps of each reference that lends a region (Barbershop: 100)."),
             "learning_rate": _learning_rate(),
             "style_weight": _weight(4e4, "Weight of the masked style loss keeping a lent region's texture "
                                          "(Barbershop: 40000)."),
@@ -313,7 +313,7 @@ class Blend:
             "stylegan": (STYLEGAN, {"tooltip": _TOOLTIPS["stylegan"]}),
             "lpips": (LPIPS, {"tooltip": _TOOLTIPS["lpips"]}),
             "alignment": (FS_ALIGNMENT, {"tooltip": "The alignment from Align."}),
-            "steps": _steps(400, "Blending steps (Barbershop: 400)."),
+            "steps": _steps(200, "Blending steps (Barbershop: 400)."),
             "learning_rate": _learning_rate(),
         }}
 
