@@ -130,13 +130,13 @@ def _preset(name: str, data: str, generator: GeneratorConfig, steps: int,
 PRESETS: dict[str, tuple[TrainSetup, TrainOptions]] = {
     "canvas": _preset("canvas", "bodies", GeneratorConfig(
         z_dim=128, w_dim=128, mapping_layers=4, img_resolution=128, init_shape=(4, 2),
-        channels={4: 128, 8: 128, 16: 64, 32: 32, 64: 16, 128: 8}), steps=3750),
+        channels={4: 128, 8: 128, 16: 64, 32: 32, 64: 16, 128: 8}), steps=4750),
     "face": _preset("face", "faces", GeneratorConfig(
         z_dim=128, w_dim=128, mapping_layers=4, img_resolution=64,
-        channels={4: 128, 8: 128, 16: 64, 32: 32, 64: 16}), steps=3750),
+        channels={4: 128, 8: 128, 16: 64, 32: 32, 64: 16}), steps=4750),
     "shoes": _preset("shoes", "shoes", GeneratorConfig(
         z_dim=128, w_dim=128, mapping_layers=4, img_resolution=32, init_shape=(4, 8),
-        channels={4: 128, 8: 128, 16: 64, 32: 16}), steps=3750),
+        channels={4: 128, 8: 128, 16: 64, 32: 16}), steps=4750),
 }
 
 
