@@ -16,15 +16,6 @@ SIZES = {"canvas": renderer.BODY_SIZE, "face": renderer.FACE_SIZE, "shoes": rend
 MAX_TOTAL_BYTES = 20 * 2**20
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Networks this small run fastest on one thread; more only add OpenMP synchronisation."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module", params=sorted(SIZES))
 def demo(request):
     name = request.param

@@ -18,15 +18,6 @@ TINY_G = GeneratorConfig(z_dim=16, w_dim=16, mapping_layers=2, img_resolution=32
 TINY = TrainSetup("shoes", TINY_G, DiscriminatorConfig.matching(TINY_G, channel_base=256, channel_max=16), "shoes")
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Networks this small run fastest on one thread; more only add OpenMP synchronisation."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def tiny_options(steps: int) -> TrainOptions:
     # r1_interval 2 so that both halves of the resumed run take an R1 step.
     return TrainOptions(steps=steps, batch=4, r1_gamma=0.01, ema_kimg=0.01, seed=3, r1_interval=2,
