@@ -40,6 +40,12 @@ def pack():
     return load_pack()
 
 
+@pytest.fixture
+def N(pack):
+    """The pack's NODE_CLASS_MAPPINGS, as ComfyUI reads them."""
+    return pack.NODE_CLASS_MAPPINGS
+
+
 @pytest.fixture(scope="module")
 def astronaut():
     """skimage's astronaut photograph (a real face: about x 90-134, y 31-86), reduced to a

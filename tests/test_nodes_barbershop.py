@@ -28,7 +28,7 @@ from insetgan_ops.demo.segmenter import DemoFaceParser, SegmenterConfig, save_se
 from insetgan_ops.lpips_loader import backbone_filename
 from tests.fake_comfy import FakeComfy, InterruptProcessingException
 from tests.tiny_generator import tiny_generator
-from tests.workflow_runner import RunContext, run_prompt, to_api_prompt
+from tests.workflow_runner import RunContext, run_node as run, run_prompt, to_api_prompt
 
 ROOT = Path(__file__).resolve().parents[1]
 WORKFLOWS = sorted((ROOT / "example_workflows").glob("barbershop_*.json"))
@@ -92,18 +92,6 @@ def embedded_images(pack, monkeypatch) -> list[int]:
 
     monkeypatch.setattr(fs_cache, "embed", counting)
     return counts
-
-
-@pytest.fixture
-def N(pack):
-    return pack.NODE_CLASS_MAPPINGS
-
-
-def run(N, node_id, **inputs):
-    """Calls a node the way ComfyUI's executor does: a fresh instance, FUNCTION, inference mode."""
-    cls = N[node_id]
-    with torch.inference_mode():
-        return getattr(cls(), cls.FUNCTION)(**inputs)
 
 
 def loaders(N):

@@ -29,7 +29,7 @@ from insetgan_ops import save_generator
 from insetgan_ops.lpips_loader import load_lpips
 from tests.fake_comfy import FakeComfy, InterruptProcessingException
 from tests.tiny_generator import tiny_generator
-from tests.workflow_runner import RunContext, run_prompt, to_api_prompt
+from tests.workflow_runner import RunContext, run_node as run, run_prompt, to_api_prompt
 
 ROOT = Path(__file__).resolve().parents[1]
 WORKFLOWS = {name: ROOT / "example_workflows" / f"insetgan_{name}.json"
@@ -77,20 +77,8 @@ def env(pack, monkeypatch, tmp_path):
 
 
 @pytest.fixture
-def N(pack):
-    return pack.NODE_CLASS_MAPPINGS
-
-
-@pytest.fixture
 def boxes_module(pack):
     return sys.modules[f"{pack.__name__}.nodes.inset_boxes"]
-
-
-def run(N, node_id, **inputs):
-    """Calls a node the way ComfyUI's executor does: a fresh instance, FUNCTION, inference mode."""
-    cls = N[node_id]
-    with torch.inference_mode():
-        return getattr(cls(), cls.FUNCTION)(**inputs)
 
 
 def load(N, name):

@@ -18,7 +18,7 @@ from safetensors.torch import save_file
 from insetgan_ops import save_generator
 from tests.fake_comfy import FakeComfy
 from tests.tiny_generator import tiny_generator
-from tests.workflow_runner import RunContext, run_prompt, run_workflow, to_api_prompt
+from tests.workflow_runner import RunContext, run_node as run, run_prompt, run_workflow, to_api_prompt
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = ROOT / "example_workflows" / "stylegan_sample_and_synthesize.json"
@@ -45,20 +45,8 @@ def env(pack, monkeypatch, tmp_path):
 
 
 @pytest.fixture
-def N(pack):
-    return pack.NODE_CLASS_MAPPINGS
-
-
-@pytest.fixture
 def lib(pack):
     return sys.modules[f"{pack.__name__}.insetgan_ops.latents"]
-
-
-def run(N, node_id, **inputs):
-    """Calls a node the way ComfyUI's executor does: a fresh instance, FUNCTION, inference mode."""
-    cls = N[node_id]
-    with torch.inference_mode():
-        return getattr(cls(), cls.FUNCTION)(**inputs)
 
 
 def load(N, name, device="cpu"):

@@ -225,6 +225,13 @@ def _validate(cls, node_id: str, kwargs: Mapping[str, Any]) -> None:
         raise ValueError(f"node {node_id} ({cls.__name__}) failed validation: {verdict}")
 
 
+def run_node(node_classes: Mapping[str, Any], node_type: str, **inputs) -> Any:
+    """Calls one node the way ComfyUI's executor does: a fresh instance, its FUNCTION, inference mode."""
+    cls = node_classes[node_type]
+    with torch.inference_mode():
+        return getattr(cls(), cls.FUNCTION)(**inputs)
+
+
 def run_prompt(prompt: Mapping[str, dict], node_classes: Mapping[str, Any], ctx: RunContext) -> dict[str, tuple]:
     """Executes an API prompt; returns every node's outputs (``{"result": ...}`` dicts unwrapped)."""
     results: dict[str, tuple] = {}
