@@ -34,9 +34,11 @@ Loss weights follow the official code: LPIPS weight 1, MSE weight 1, prior weigh
 weight 0.1, the paper's term); style weight 4e4 on the first four ReLU outputs of the LPIPS
 network; masks dilated or eroded by 5 pixels per 256. The schedule is leaner than the official
 one (Adam, W+ 1100 and FS 250 steps per image at lr 0.01, alignment 140 + 100, blending 400:
-3,340 steps for two images): embedding 200 W+ and 300 FS steps at lr 0.02, alignment 100 + 80
-and blending 200 steps at lr 0.01, 1,380 steps for two images. The FS stage does most of the
-reconstruction, so it gets the larger share; on the demo models the lean embedding reconstructs
+3,340 steps for two images): embedding 200 W+ and 300 FS steps at lr 0.02, alignment 200 steps
+for the identity and 40 for each lender at lr 0.03, blending 200 steps at lr 0.01: 1,440 steps
+for two images. The FS stage does most of the reconstruction, so it gets the larger share; the
+identity's alignment decides most of the new structure, so it gets most alignment steps. On the
+demo models the lean embedding reconstructs
 better than the official step counts (``python -m insetgan_ops.demo.barbershop_eval``, eight
 rendered faces: PSNR 33.5 against 32.9 dB, LPIPS with an untrained AlexNet 0.00055 against
 0.00066) in a third of the time. Noise is constant throughout (the official code draws
@@ -248,8 +250,8 @@ def embed(G: Generator, images: torch.Tensor, lpips_model, *, res: Optional[int]
     return FSCode(F_code.detach(), torch.cat([ws[:, :k], S.detach()], dim=1), res)
 
 
-def align(G: Generator, code: FSCode, target: torch.Tensor, parser: FaceParser, *, steps: int = 100,
-          lr: float = 0.01, align_codes: Optional[int] = None, lpips_model=None,
+def align(G: Generator, code: FSCode, target: torch.Tensor, parser: FaceParser, *, steps: int = 200,
+          lr: float = 0.03, align_codes: Optional[int] = None, lpips_model=None,
           style_image: Optional[torch.Tensor] = None, style_mask: Optional[torch.Tensor] = None,
           region: Optional[torch.Tensor] = None, style_weight: float = 4e4, lpips_size: int = 256,
           progress: Optional[Progress] = None) -> FSCode:
@@ -405,8 +407,8 @@ class Alignment:
 
 def align_all(G: Generator, images: Sequence[torch.Tensor], codes: Sequence[FSCode],
               label_maps: Sequence[LabelSource], target: torch.Tensor, parser: FaceParser, lpips_model,
-              mapping: Mapping[str, int], default_source: int = 0, *, align_steps: int = 100,
-              lender_align_steps: int = 80, lr: float = 0.01, style_weight: float = 4e4,
+              mapping: Mapping[str, int], default_source: int = 0, *, align_steps: int = 200,
+              lender_align_steps: int = 40, lr: float = 0.03, style_weight: float = 4e4,
               smooth: int = _SMOOTH_PER_256, lpips_size: int = 256, progress: Optional[Progress] = None) -> Alignment:
     """The first half of :func:`composite`: aligns each image to ``target`` and mixes the structures.
 
@@ -464,14 +466,14 @@ def blend_all(G: Generator, alignment: Alignment, images: Sequence[torch.Tensor]
 
 def composite(G: Generator, images: Sequence[torch.Tensor], codes: Sequence[FSCode],
               label_maps: Sequence[LabelSource], target: torch.Tensor, parser: FaceParser, lpips_model,
-              mapping: Mapping[str, int], default_source: int = 0, *, align_steps: int = 100,
-              lender_align_steps: int = 80, blend_steps: int = 200, lr: float = 0.01, style_weight: float = 4e4,
-              smooth: int = _SMOOTH_PER_256, lpips_size: int = 256,
+              mapping: Mapping[str, int], default_source: int = 0, *, align_steps: int = 200,
+              lender_align_steps: int = 40, blend_steps: int = 200, align_lr: float = 0.03, lr: float = 0.01,
+              style_weight: float = 4e4, smooth: int = _SMOOTH_PER_256, lpips_size: int = 256,
               progress: Optional[Progress] = None) -> CompositeResult:
     """Aligns, mixes and blends the embedded ``images`` into one composite showing ``target``:
-    :func:`align_all` then :func:`blend_all` (arguments as there)."""
+    :func:`align_all` (its ``lr`` is ``align_lr``) then :func:`blend_all` (arguments as there)."""
     alignment = align_all(G, images, codes, label_maps, target, parser, lpips_model, mapping, default_source,
-                          align_steps=align_steps, lender_align_steps=lender_align_steps, lr=lr,
+                          align_steps=align_steps, lender_align_steps=lender_align_steps, lr=align_lr,
                           style_weight=style_weight, smooth=smooth, lpips_size=lpips_size, progress=progress)
     return blend_all(G, alignment, images, codes, lpips_model, steps=blend_steps, lr=lr, lpips_size=lpips_size,
                      progress=progress)

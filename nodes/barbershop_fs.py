@@ -248,9 +248,9 @@ class Align:
                                       "tooltip": "Labels whose look comes from another reference than their shape, "
                                                  "e.g. 'hair: c' (hair shaped like b's, coloured like c's). Empty: "
                                                  "each label's look comes with its shape."}),
-            "steps": _steps(100, "Alignment steps of the default reference (Barbershop: 140)."),
-            "lender_steps": _steps(80, "Alignment steps of each reference that lends a region (Barbershop: 100)."),
-            "learning_rate": _learning_rate(),
+            "steps": _steps(200, "Alignment steps of the default reference (Barbershop: 140)."),
+            "lender_steps": _steps(40, "Alignment steps of each reference that lends a region (Barbershop: 100)."),
+            "learning_rate": _learning_rate(0.03),
             "style_weight": _weight(4e4, "Weight of the masked style loss keeping a lent region's texture "
                                          "(Barbershop: 40000)."),
             "smooth": ("INT", {"default": 5, "min": 0, "max": 64,
