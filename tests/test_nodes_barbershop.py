@@ -144,19 +144,6 @@ def test_which_models(env, models):
     assert stylegan_file.is_file()
 
 
-def test_every_barbershop_node_documents_itself(pack):
-    ours = {k: v for k, v in pack.NODE_CLASS_MAPPINGS.items()
-            if v.__module__.rsplit(".", 1)[-1] in ("barbershop_labels", "barbershop_fs")}
-    assert len(ours) == 10
-    for node_id, cls in ours.items():
-        assert node_id.startswith("InsetGAN") and pack.NODE_DISPLAY_NAME_MAPPINGS[node_id]
-        assert cls.CATEGORY == "InsetGAN/Barbershop" and len(cls.DESCRIPTION) > 40
-        assert len(cls.OUTPUT_TOOLTIPS) == len(cls.RETURN_TYPES) == len(cls.RETURN_NAMES)
-        types = cls.INPUT_TYPES()
-        for name, spec in [*types["required"].items(), *types.get("optional", {}).items()]:
-            assert spec[1].get("tooltip"), f"{node_id}.{name} has no tooltip"
-
-
 def test_face_parsers_listed_without_the_generators(env, N):
     names = N["InsetGANLoadFaceParser"].INPUT_TYPES()["required"]["model_name"][0]
     assert "face_parser.safetensors" in names

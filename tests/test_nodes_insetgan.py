@@ -36,7 +36,6 @@ WORKFLOWS = {name: ROOT / "example_workflows" / f"insetgan_{name}.json"
              for name in ("face_refinement", "body_for_face", "face_body_montage", "face_and_shoes")}
 DEMO_WEIGHTS = ROOT / "insetgan_ops" / "demo" / "weights"
 DEMO_FILES = ("canvas.safetensors", "face.safetensors", "shoes.safetensors")
-MY_MODULES = ("inset_boxes", "inset_losses", "inset_optimize")
 PHOTO = "insetgan_face.png"  # the photo the body-for-face workflow loads
 
 
@@ -95,19 +94,6 @@ def image_of(N, model, seed=0, batch=1):
 
 def manual_box(N, image, left, top, right, bottom):
     return run(N, "InsetGANManualBox", image=image, left=left, top=top, right=right, bottom=bottom)
-
-
-def test_every_node_documents_itself(pack):
-    for module_name in MY_MODULES:
-        module = sys.modules[f"{pack.__name__}.nodes.{module_name}"]
-        assert set(module.NODE_DISPLAY_NAME_MAPPINGS) == set(module.NODE_CLASS_MAPPINGS)
-        for node_id, cls in module.NODE_CLASS_MAPPINGS.items():
-            assert pack.NODE_CLASS_MAPPINGS[node_id] is cls and node_id.startswith("InsetGAN")
-            assert cls.CATEGORY.startswith("InsetGAN/") and len(cls.DESCRIPTION) > 40
-            assert len(cls.OUTPUT_TOOLTIPS) == len(cls.RETURN_TYPES) == len(cls.RETURN_NAMES)
-            types = cls.INPUT_TYPES()
-            for name, spec in [*types["required"].items(), *types.get("optional", {}).items()]:
-                assert spec[1].get("tooltip"), f"{node_id}.{name} has no tooltip"
 
 
 # ---------------------------------------------------------------- boxes

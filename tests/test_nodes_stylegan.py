@@ -53,19 +53,6 @@ def load(N, name, device="cpu"):
     return run(N, "InsetGANLoadStyleGAN", model_name=name, device=device)[0]
 
 
-def test_every_node_documents_itself(pack):
-    assert set(pack.NODE_DISPLAY_NAME_MAPPINGS) == set(pack.NODE_CLASS_MAPPINGS)
-    for node_id, cls in pack.NODE_CLASS_MAPPINGS.items():
-        assert node_id.startswith("InsetGAN")
-        assert cls.CATEGORY.startswith("InsetGAN/") and len(cls.DESCRIPTION) > 20
-        assert len(getattr(cls, "OUTPUT_TOOLTIPS", ())) == len(cls.RETURN_TYPES)
-        types = cls.INPUT_TYPES()
-        for name, spec in [*types["required"].items(), *types.get("optional", {}).items()]:
-            assert spec[1].get("tooltip"), f"{node_id}.{name} has no tooltip"
-        assert callable(getattr(cls, cls.FUNCTION))
-    assert pack.NODE_CLASS_MAPPINGS["InsetGANSaveLatent"].OUTPUT_NODE
-
-
 def test_load_lists_caches_and_keeps_weights_trainable(env, N):
     folder = env / "models" / "stylegan"
     save_file({"weight": torch.zeros(2)}, folder / "parser.safetensors")  # e.g. the demo face parser
