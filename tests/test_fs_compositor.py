@@ -126,6 +126,10 @@ def test_align_moves_only_the_first_codes_towards_the_target_labels(G):
     assert losses[-1] < 0.8 * losses[0]
     assert torch.equal(aligned.ws[:, 4:], ws[:, 4:]) and not torch.equal(aligned.ws[:, :4], ws[:, :4])
     assert torch.allclose(aligned.F, G.synthesis.features(aligned.ws[:, :5], 16)[0])
+    # what improved is the image the composite renders: the aligned F with the code's own S, no skip
+    assert torch.equal(aligned.S, code.S)
+    rendered_loss = lambda c: F.cross_entropy(parser(c.render(G)), target[None]).item()  # noqa: E731
+    assert rendered_loss(aligned) < 0.8 * rendered_loss(code)
     with pytest.raises(ValueError, match="align_codes must lie in 1..5"):
         align(G, code, target, parser, steps=1, align_codes=6)
 
@@ -152,6 +156,11 @@ def test_regions_and_structure_mix_take_each_area_from_its_source():
     expected[:, :4] = 1            # the default image's released hair: its aligned structure
     expected[:8, :8] = 2           # the lender's hair where it already was: its embedded structure
     assert torch.equal(mixed[0, 0], expected)
+
+    smoothed = mix_structures([constant[0], constant[2]], [constant[1], constant[3]], regions, 0, radius=4)
+    expected[8:, 4] = 1            # the default's changed area grows by 4 pixels, one F cell ...
+    expected[:9, 8] = expected[8, :9] = 1
+    assert torch.equal(smoothed[0, 0], expected)   # ... while the lender's region stays whole
 
 
 def test_blend_moves_appearance_towards_the_lender_within_bounds(G, lpips_model):
