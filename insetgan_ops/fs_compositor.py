@@ -431,7 +431,9 @@ def align_all(G: Generator, images: Sequence[torch.Tensor], codes: Sequence[FSCo
     the target was composed from, one per image, in ``parser.label_set`` ([H', W'] long, or
     ``{label name: mask}``, see :func:`~insetgan_ops.target_mask.to_label_map`); target: [H', W'] long
     (:func:`~insetgan_ops.target_mask.compose_target` with the same ``mapping``/``default_source``).
-    ``smooth`` is the dilation/erosion radius in pixels per 256 of image height.
+    ``smooth``, in pixels per 256 of image height, is how far the default image's changed area
+    grows before its embedded structure takes over, and how far the blend's masks are grown or
+    shrunk (0: not at all).
     """
     if not (len(images) == len(codes) == len(label_maps)) or len(images) < 2:
         raise ValueError(f"need one code and one label map per image, for at least two images; got "
@@ -444,7 +446,7 @@ def align_all(G: Generator, images: Sequence[torch.Tensor], codes: Sequence[FSCo
     target_full = F.interpolate(target[None, None].float(), size=(G.img_height, G.img_width),
                                 mode="nearest")[0, 0].long()
     regions = CompositeRegions.of(label_maps, target_full, parser.label_set, mapping, default_source)
-    radius = max(1, math.ceil(smooth * G.img_height / 256))
+    radius = math.ceil(smooth * G.img_height / 256)
 
     aligned = []
     for i, (img, code) in enumerate(zip(images, codes)):

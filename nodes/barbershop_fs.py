@@ -254,8 +254,9 @@ class Align:
             "style_weight": _weight(4e4, "Weight of the masked style loss keeping a lent region's texture "
                                          "(Barbershop: 40000)."),
             "smooth": ("INT", {"default": 5, "min": 0, "max": 64,
-                               "tooltip": "Regions are grown or shrunk by this many pixels per 256 of image height "
-                                          "where structures meet (Barbershop: 5)."}),
+                               "tooltip": "Pixels per 256 of image height by which the default reference's changed "
+                                          "area grows before its own structure takes over, and by which the blend's "
+                                          "masks are grown or shrunk (Barbershop: 5; 0: none)."}),
         }, "optional": {
             "reference_c": (FS_LATENT, {"tooltip": "Embedding of the image whose label map is labels_c."}),
         }}

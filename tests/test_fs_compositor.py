@@ -8,7 +8,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from insetgan_ops.fs_compositor import (CompositeRegions, FSCode, align, blend, composite,
+from insetgan_ops.fs_compositor import (CompositeRegions, FSCode, align, align_all, blend, composite,
                                         default_fs_resolution, embed, masked_lpips, masked_style_loss,
                                         mix_structures, paste_back)
 from insetgan_ops.generator import Generator, GeneratorConfig, ws_before
@@ -190,6 +190,9 @@ def test_composite_runs_end_to_end(G, lpips_model):
     assert result.code.F.shape == (1, 32, 16, 16) and torch.equal(result.target, target)
     assert torch.equal(result.changed[0, 0] > 0, (label_maps[0] == 2) | (target == 2))
     assert seen == ["align"] * 4 + ["blend"] * 2
+    radii = [align_all(G, images, codes, label_maps, target, parser, lpips_model, {"hair": 1}, align_steps=0,
+                       lender_align_steps=0, smooth=smooth).radius for smooth in (0, 5)]
+    assert radii == [0, 2]     # pixels per 256 of height, rounded up; 0 switches the smoothing off
     with pytest.raises(ValueError, match="images\\[1\\] must be \\[B, 3, 64, 64\\]"):
         composite(G, [images[0], images[1][..., :32]], codes, label_maps, target, parser, lpips_model, {"hair": 1})
 

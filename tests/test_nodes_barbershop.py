@@ -383,3 +383,20 @@ def test_workflow_reproduces_and_reembeds_only_the_changed_image(env, N, pack, m
     embed_a, embed_b = (n for n, spec in prompt.items() if spec["class_type"] == "InsetGANBarbershopEmbed")
     assert torch.equal(third[embed_a][1], first[embed_a][1])
     assert not torch.equal(third[embed_b][1], second[embed_b][1])
+
+
+@pytest.mark.parametrize("path", WORKFLOWS, ids=[p.stem for p in WORKFLOWS])
+def test_example_workflow_stores_the_default_schedule(N, path):
+    """A user who opens an example gets the library's schedule, not one from an older version."""
+    prompt = to_api_prompt(json.loads(path.read_text()), N)
+    checked = 0
+    for node in prompt.values():
+        if node["class_type"] not in ("InsetGANBarbershopEmbed", "InsetGANBarbershopAlign", "InsetGANBarbershopBlend"):
+            continue
+        required = N[node["class_type"]].INPUT_TYPES()["required"]
+        for name, value in node["inputs"].items():
+            spec = required.get(name)
+            if spec is not None and isinstance(spec[0], str) and spec[0] in ("INT", "FLOAT") and name != "seed":
+                assert value == spec[1]["default"], f"{node['class_type']}.{name}"
+                checked += 1
+    assert checked >= 15
