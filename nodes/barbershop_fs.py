@@ -316,10 +316,12 @@ class Blend:
             "alignment": (FS_ALIGNMENT, {"tooltip": "The alignment from Align."}),
             "steps": _steps(200, "Blending steps (Barbershop: 400)."),
             "learning_rate": _learning_rate(),
+            "mse_weight": _weight(1.0, "Weight of the squared error next to LPIPS in each region; it holds the "
+                                       "colours (Barbershop: 0, LPIPS alone)."),
         }}
 
     def blend(self, stylegan: StyleGANModel, lpips: torch.nn.Module, alignment: FSAlignment, steps: int,
-              learning_rate: float):
+              learning_rate: float, mse_weight: float):
         if alignment.generator.fingerprint != stylegan.identity.fingerprint:
             raise ValueError(f"the alignment was made with generator {alignment.generator} but is used with "
                              f"{stylegan.identity}; connect the generator it was made with")
@@ -329,7 +331,7 @@ class Blend:
         with torch.inference_mode(False):
             embedded = [_embedding(r, stylegan, f"reference_{n}") for r, n in zip(alignment.references, SOURCE_NAMES)]
             result = blend_all(G, alignment.alignment, [image for _, image in embedded], [code for code, _ in embedded],
-                               lpips, steps=steps, lr=learning_rate, progress=progress)
+                               lpips, steps=steps, lr=learning_rate, mse_weight=mse_weight, progress=progress)
         progress.finish()
         return FSLatent(result.code, stylegan.identity, None), to_comfy_mask(result.changed)
 

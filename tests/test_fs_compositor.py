@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 
 from insetgan_ops.fs_compositor import (CompositeRegions, FSCode, align, align_all, blend, composite,
-                                        default_fs_resolution, embed, masked_lpips, masked_style_loss,
+                                        default_fs_resolution, embed, masked_lpips, masked_mse, masked_style_loss,
                                         mix_structures, paste_back)
 from insetgan_ops.generator import Generator, GeneratorConfig, ws_before
 from insetgan_ops.segmentation import FaceParser, LabelSet
@@ -174,6 +174,32 @@ def test_blend_moves_appearance_towards_the_lender_within_bounds(G, lpips_model)
     before = masked_lpips(lpips_model, codes[0].render(G), image1)
     after = masked_lpips(lpips_model, FSCode(codes[0].F, torch.cat([ws0[:, :5], S], dim=1), 16).render(G), image1)
     assert after < before
+
+
+def test_masked_mse_averages_the_squared_error_inside_the_mask():
+    x, y = torch.zeros(2, 3, 8, 8), torch.zeros(2, 3, 8, 8)
+    y[0, :, :, :4] = 1.0            # image 0 differs by 1 on the left, image 1 by 0.5 everywhere
+    y[1] = 0.5
+    left = torch.zeros(1, 1, 8, 8)
+    left[..., :4] = 1
+    torch.testing.assert_close(masked_mse(x, y, left), torch.tensor([1.0, 0.25]))
+    torch.testing.assert_close(masked_mse(x, y, 1 - left), torch.tensor([0.0, 0.25]))
+    torch.testing.assert_close(masked_mse(x, y, torch.ones(1, 1, 4, 4)), torch.tensor([0.5, 0.25]))  # resized
+    assert torch.equal(masked_mse(x, y, torch.zeros(1, 1, 8, 8)), torch.zeros(2))
+
+
+def test_the_blend_squared_error_pulls_the_colours_towards_the_references(G, lpips_model):
+    (ws0, image0), (ws1, image1) = generated(G, seed=8), generated(G, seed=9)
+    codes = [FSCode(G.synthesis.features(w[:, :5], 16)[0], w, 16) for w in (ws0, ws1)]
+    right = torch.zeros(1, 1, 64, 64)
+    right[..., 32:] = 1
+    errors = []
+    for mse_weight in (0.0, 100.0):
+        S = blend(G, codes[0].F, codes, [image0, image1], [1 - right, right], 0, lpips_model, steps=8, lr=0.15,
+                  mse_weight=mse_weight)
+        image = FSCode(codes[0].F, torch.cat([ws0[:, :5], S], dim=1), 16).render(G)
+        errors.append((masked_mse(image, image0, 1 - right) + masked_mse(image, image1, right)).item())
+    assert errors[1] < errors[0]
 
 
 def test_composite_runs_end_to_end(G, lpips_model):

@@ -134,7 +134,7 @@ def hair_composite(N, stylegan, parser, lpips, images):
     alignment = run(N, "InsetGANBarbershopAlign", stylegan=stylegan, face_parser=parser, lpips=lpips, target=target,
                     reference_a=refs[0], reference_b=refs[1], **ALIGN)[0]
     composite, changed = run(N, "InsetGANBarbershopBlend", stylegan=stylegan, lpips=lpips, alignment=alignment,
-                             steps=2, learning_rate=0.01)
+                             steps=2, learning_rate=0.01, mse_weight=1.0)
     return run(N, "InsetGANFSSynthesize", stylegan=stylegan, fs_latent=composite)[0], changed
 
 
