@@ -1,10 +1,12 @@
 """Time per optimisation step of each Barbershop stage, and the projected time of a composite.
 
-Random weights throughout (a generator of the chosen layout, BiSeNet with 16 classes, LPIPS with
-a random backbone): the work per step is that of the real models. Two images, hair from image 1.
+Random weights (a generator of the chosen layout, BiSeNet with 16 classes at 512x512, LPIPS with
+a random backbone): the work per step is that of the real models. ``--config demo`` times the
+shipped demo face generator (64x64) with the demo face parser instead. Two images, hair from
+image 1.
 
     python bench/bench_fs_compositor.py --config ffhq1024 --device cuda
-    python bench/bench_fs_compositor.py --config small64 --steps 3           # a quick CPU run
+    python bench/bench_fs_compositor.py --config demo --steps 3              # a quick CPU run
 
 The official code needs about 4 minutes per composite on an RTX 3090 and 10-15 on a T4
 (users' reports), for 1100 + 250 embedding steps per image, 140 + 100 alignment steps and 400
@@ -25,6 +27,9 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from insetgan_ops import fs_compositor as fs  # noqa: E402
+from insetgan_ops.checkpoints import load_generator  # noqa: E402
+from insetgan_ops.demo.barbershop_eval import DEMO_FACE_GENERATOR  # noqa: E402
+from insetgan_ops.demo.segmenter import DEMO_FACE_PARSER, load_segmenter  # noqa: E402
 from insetgan_ops.generator import Generator, GeneratorConfig  # noqa: E402
 from insetgan_ops.segmentation import BARBERSHOP_16, BiSeNetFaceParser  # noqa: E402
 from insetgan_ops.target_mask import compose_target  # noqa: E402
@@ -49,7 +54,8 @@ DEFAULT_STEPS = {"embed W+": _default(fs.embed, "w_steps"), "embed FS": _default
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--config", choices=sorted(CONFIGS), default="ffhq1024")
+    parser.add_argument("--config", choices=sorted(CONFIGS) + ["demo"], default="ffhq1024",
+                        help="a random generator layout, or the shipped demo models")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--steps", type=int, default=10, help="timed steps per stage")
     parser.add_argument("--lpips-net", default="vgg", choices=["vgg", "alex"])
@@ -59,15 +65,20 @@ def main() -> None:
     import lpips
     warnings.filterwarnings("ignore", category=UserWarning)
     torch.manual_seed(0)
-    G = Generator(CONFIGS[args.config]).to(device).eval().requires_grad_(False)
-    face_parser = BiSeNetFaceParser(BARBERSHOP_16).to(device).eval().requires_grad_(False)
+    if args.config == "demo":
+        G = load_generator(DEMO_FACE_GENERATOR, device).eval().requires_grad_(False)
+        face_parser = load_segmenter(DEMO_FACE_PARSER, device)
+    else:
+        G = Generator(CONFIGS[args.config]).to(device).eval().requires_grad_(False)
+        face_parser = BiSeNetFaceParser(BARBERSHOP_16).to(device).eval().requires_grad_(False)
+    label_set = face_parser.label_set
     lpips_model = lpips.LPIPS(net=args.lpips_net, pretrained=True, pnet_rand=True,
                               verbose=False).to(device).eval().requires_grad_(False)
     images = [G.synthesis(G.mapping(torch.randn(1, G.z_dim, device=device))) for _ in range(2)]
     with torch.no_grad():
         labels = [face_parser.parse(img)[0] for img in images]
-    labels[1][: labels[1].shape[0] // 4] = BARBERSHOP_16.index("hair")
-    target = compose_target(labels, BARBERSHOP_16, mapping={"hair": 1})
+    labels[1][: labels[1].shape[0] // 4] = label_set.index("hair")
+    target = compose_target(labels, label_set, mapping={"hair": 1})
 
     times: dict[str, list[float]] = {}
     last = [time.perf_counter()]

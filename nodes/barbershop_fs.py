@@ -300,7 +300,8 @@ class Align:
 class Blend:
     DESCRIPTION = ("Finds the composite's appearance: the codes S are interpolated, per element, between the "
                    "default reference's and each lending reference's, so that the result looks like each "
-                   "reference inside its region (masked LPIPS). Gives the composite and where it was edited.")
+                   "reference inside its region (masked LPIPS and squared error). Gives the composite and where "
+                   "it was edited.")
     CATEGORY = CATEGORY
     RETURN_TYPES = (FS_LATENT, "MASK")
     RETURN_NAMES = ("fs_latent", "changed")
