@@ -17,7 +17,6 @@ blending steps; the projection below gives the time for those counts and for the
 from __future__ import annotations
 
 import argparse
-import inspect
 import sys
 import time
 import warnings
@@ -29,9 +28,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from insetgan_ops import fs_compositor as fs  # noqa: E402
 from insetgan_ops.checkpoints import load_generator  # noqa: E402
 from insetgan_ops.demo.barbershop_eval import DEMO_FACE_GENERATOR  # noqa: E402
-from insetgan_ops.demo.segmenter import DEMO_FACE_PARSER, load_segmenter  # noqa: E402
+from insetgan_ops.demo.segmenter import DEMO_FACE_PARSER  # noqa: E402
+from insetgan_ops.face_parsers import BiSeNetFaceParser, load_face_parser  # noqa: E402
 from insetgan_ops.generator import Generator, GeneratorConfig  # noqa: E402
-from insetgan_ops.segmentation import BARBERSHOP_16, BiSeNetFaceParser  # noqa: E402
+from insetgan_ops.segmentation import BARBERSHOP_16  # noqa: E402
 from insetgan_ops.target_mask import compose_target  # noqa: E402
 
 CONFIGS = {
@@ -41,15 +41,8 @@ CONFIGS = {
                                mapping_layers=2),
 }
 OFFICIAL_STEPS = {"embed W+": 1100, "embed FS": 250, "align": 240, "blend": 400}
-
-
-def _default(function, name: str) -> int:
-    return inspect.signature(function).parameters[name].default
-
-
-DEFAULT_STEPS = {"embed W+": _default(fs.embed, "w_steps"), "embed FS": _default(fs.embed, "fs_steps"),
-                 "align": _default(fs.align_all, "align_steps") + _default(fs.align_all, "lender_align_steps"),
-                 "blend": _default(fs.blend_all, "steps")}
+DEFAULT_STEPS = {"embed W+": fs.EmbedSettings().w_steps, "embed FS": fs.EmbedSettings().fs_steps,
+                 "align": fs.AlignSettings().total_steps(lenders=1), "blend": fs.BlendSettings().steps}
 
 
 def main() -> None:
@@ -67,7 +60,7 @@ def main() -> None:
     torch.manual_seed(0)
     if args.config == "demo":
         G = load_generator(DEMO_FACE_GENERATOR, device).eval().requires_grad_(False)
-        face_parser = load_segmenter(DEMO_FACE_PARSER, device)
+        face_parser = load_face_parser(DEMO_FACE_PARSER, device)
     else:
         G = Generator(CONFIGS[args.config]).to(device).eval().requires_grad_(False)
         face_parser = BiSeNetFaceParser(BARBERSHOP_16).to(device).eval().requires_grad_(False)
@@ -81,20 +74,21 @@ def main() -> None:
     target = compose_target(labels, label_set, mapping={"hair": 1})
 
     times: dict[str, list[float]] = {}
-    last = [time.perf_counter()]
+    last = {"time": time.perf_counter(), "stage": None}
 
-    def progress(stage: str, step: int, total: int, preview) -> None:
+    def on_step(step: int, total: int, preview, stage: str) -> None:
         if device.type == "cuda":
             torch.cuda.synchronize(device)
         now = time.perf_counter()
-        if step > 1:  # the first step of a stage includes its set-up
-            times.setdefault(stage, []).append(now - last[0])
-        last[0] = now
+        if stage == last["stage"]:  # the first step of a stage includes its set-up
+            times.setdefault(stage, []).append(now - last["time"])
+        last.update(time=now, stage=stage)
 
-    codes = [fs.embed(G, img, lpips_model, w_steps=args.steps, fs_steps=args.steps, progress=progress)
+    codes = [fs.embed(G, img, lpips_model, fs.EmbedSettings(w_steps=args.steps, fs_steps=args.steps), on_step=on_step)
              for img in images]
-    fs.composite(G, images, codes, labels, target, face_parser, lpips_model, {"hair": 1}, align_steps=args.steps,
-                 lender_align_steps=args.steps, blend_steps=args.steps, progress=progress)
+    fs.composite(G, images, codes, labels, target, face_parser, lpips_model, {"hair": 1},
+                 align=fs.AlignSettings(steps=args.steps, lender_steps=args.steps),
+                 blend=fs.BlendSettings(steps=args.steps), on_step=on_step)
 
     print(f"{args.config} on {device} ({torch.cuda.get_device_name(device) if device.type == 'cuda' else 'CPU'}), "
           f"LPIPS {args.lpips_net}")

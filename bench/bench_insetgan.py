@@ -70,7 +70,7 @@ def main() -> int:
                                                                            Phase(args.steps, "canvas")]
     stamps = []
 
-    def on_step(step, total, preview):
+    def on_step(step, total, preview, stage):
         if device.type == "cuda":
             torch.cuda.synchronize()
         stamps.append(time.perf_counter())

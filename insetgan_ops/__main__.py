@@ -1,5 +1,7 @@
-"""``python -m insetgan_ops``: see :mod:`insetgan_ops.cli`."""
+"""``python -m insetgan_ops``: the library's commands (:mod:`insetgan_ops.cli`) and the demo's."""
 
 from .cli import main
+from .demo import register_commands
 
+register_commands()
 raise SystemExit(main())

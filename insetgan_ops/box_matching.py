@@ -18,7 +18,8 @@ from typing import Sequence
 import torch
 
 from .boxes import as_boxes, box_centers, box_sizes, boxes_from_center_size
-from .crop_paste import crop, crop_many, resize
+from .crop_paste import crop
+from .resampling import resize, sample_boxes
 
 
 @dataclasses.dataclass(frozen=True)
@@ -81,7 +82,7 @@ def _grid_search(canvas: torch.Tensor, target: torch.Tensor, boxes: torch.Tensor
                         dtype=canvas.dtype, device=canvas.device)  # [N, 3]
     candidates = boxes_from_center_size((centre[:, None] + grid[None, :, :2] * extent[:, None]).reshape(-1, 2),
                                         (extent[:, None] * grid[None, :, 2:]).reshape(-1, 2)).reshape(b, -1, 4)
-    distances = (crop_many(canvas, candidates, target.shape[2:]) - target[:, None]).abs().mean(dim=(2, 3, 4))
+    distances = (sample_boxes(canvas, candidates, target.shape[2:]) - target[:, None]).abs().mean(dim=(2, 3, 4))
     pick = distances.argmin(dim=1)
     rows = torch.arange(b, device=canvas.device)
     return candidates[rows, pick], distances[rows, pick]

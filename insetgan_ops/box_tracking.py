@@ -19,7 +19,7 @@ from typing import Optional, Protocol
 import torch
 
 from .box_matching import refine_box_by_content
-from .boxes import as_boxes, clamp_to_image, expand, plausible_update, with_aspect
+from .boxes import as_boxes, clamp_to_image, expand, plausible_update, shift_down, with_aspect
 from .detection import FaceDetector, SelectionPolicy
 
 
@@ -97,8 +97,7 @@ class DetectedFaceBoxes:
             None if self.fallback is None else _start(self.fallback, batch, canvas.device))
         selection = self.detector.select(canvas, self.policy, self.min_confidence, fallback=fallback)
         tight = selection.boxes.to(canvas.device, torch.float32)
-        grown = expand(tight, self.expansion)
-        grown = grown + grown.new_tensor([0.0, 1.0, 0.0, 1.0]) * (tight[:, 3:4] - tight[:, 1:2]) * self.shift_down
+        grown = shift_down(expand(tight, self.expansion), self.shift_down, heights_of=tight)
         framed = clamp_to_image(with_aspect(grown, inset.shape[3] / inset.shape[2]), height, width)
         boxes = torch.where(selection.found[:, None].to(canvas.device), framed, tight)
         if previous is None:

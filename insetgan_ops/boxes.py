@@ -85,6 +85,14 @@ def expand(boxes: torch.Tensor, factor: Union[float, Sequence[float]]) -> torch.
     return boxes_from_center_size(box_centers(boxes), box_sizes(boxes) * scale)
 
 
+def shift_down(boxes: torch.Tensor, fraction: float, heights_of: Optional[torch.Tensor] = None) -> torch.Tensor:
+    """Moves each box down by ``fraction`` of its height (up when negative), or of the height of
+    the matching box in ``heights_of`` (e.g. the tight face a grown box was made from)."""
+    boxes = as_boxes(boxes)
+    reference = boxes if heights_of is None else as_boxes(heights_of, boxes.shape[0])
+    return boxes + boxes.new_tensor([0.0, 1.0, 0.0, 1.0]) * box_sizes(reference)[:, 1:2] * fraction
+
+
 def pad(boxes: torch.Tensor, pixels: float) -> torch.Tensor:
     """Moves every edge outwards by ``pixels`` (inwards when negative)."""
     boxes = as_boxes(boxes)

@@ -2,7 +2,9 @@
 
 Each subcommand is a :class:`Command` (name, help, a function adding its arguments, a function
 running it and returning the exit status) in :data:`COMMANDS`; :func:`register` adds one, and
-:func:`main` builds the parser from whatever is registered.
+:func:`main` builds the parser from whatever is registered. The library registers ``info`` and
+``convert``; the demo package registers ``demo`` (:func:`insetgan_ops.demo.register_commands`,
+called by ``python -m insetgan_ops``).
 
     python -m insetgan_ops info stylegan2-ffhq-config-f.pkl
     python -m insetgan_ops convert stylegan2-ffhq-config-f.pkl ffhq.safetensors
@@ -23,7 +25,6 @@ from typing import Callable, Optional, Sequence
 from .checkpoints import CheckpointError, read_checkpoint, save_generator
 from .checkpoints.common import Checkpoint
 from .checkpoints.shapes import build_generator
-from .demo import insetgan_job
 
 
 @dataclasses.dataclass(frozen=True)
@@ -105,8 +106,6 @@ def _convert(args: argparse.Namespace) -> int:
 register(Command("info", "print a generator file's format and architecture", _info_arguments, _info))
 register(Command("convert", "convert a generator file to the pack's .safetensors format", _convert_arguments,
                  _convert))
-register(Command("demo", "InsetGAN joint face refinement on the demo models: images, contact sheet, summary.json",
-                 insetgan_job.add_arguments, insetgan_job.run))
 
 
 def build_parser() -> argparse.ArgumentParser:

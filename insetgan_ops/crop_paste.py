@@ -1,16 +1,8 @@
 """Differentiable sub-pixel crop and paste of boxes, and soft box masks.
 
-Coordinates follow :mod:`insetgan_ops.boxes`: pixel ``i`` covers ``[i, i + 1)`` and its centre is
-``i + 0.5``. :func:`crop` samples output pixel ``j`` of an ``out_w``-wide crop at
-``x0 + (j + 0.5) * (x1 - x0) / out_w``, so a box of integer edges whose size equals the output
-size reproduces the pixels exactly. Sampling is bilinear through :func:`torch.nn.functional.grid_sample`
-and is differentiable with respect to the images and the boxes.
-
-Anti-aliasing: when a box spans more than one source pixel per output pixel, each output pixel
-is the mean of ``k x k`` bilinear samples spread evenly over its footprint (``k`` = the ceiling
-of the reduction factor), which approximates an area filter. Without it a 256-pixel face
-compared at 64x64 would alias and coarse comparisons would flicker as the box moves.
-Outside the image, samples repeat the edge pixels.
+Coordinates follow :mod:`insetgan_ops.boxes`: pixel ``i`` covers ``[i, i + 1)``. Crops and pasted
+insets are resampled with the pack's one filter (:mod:`insetgan_ops.resampling`): anti-aliased
+when reduced, bilinear, sub-pixel accurate, differentiable in the images and the boxes.
 """
 
 from __future__ import annotations
@@ -20,96 +12,22 @@ from typing import Optional, Sequence
 import torch
 import torch.nn.functional as F
 
-from .boxes import as_boxes, box_sizes
-
-
-def _check_images(images: torch.Tensor, name: str) -> None:
-    if not isinstance(images, torch.Tensor) or images.ndim != 4:
-        shape = tuple(images.shape) if isinstance(images, torch.Tensor) else type(images).__name__
-        raise ValueError(f"{name} must be a tensor [B, C, H, W], got {shape}")
-    if not images.is_floating_point():
-        raise ValueError(f"{name} must be floating point (images in [-1, 1]), got {images.dtype}")
-
-
-def _check_size(size: Sequence[int]) -> tuple[int, int]:
-    h, w = (int(v) for v in size)
-    if h < 1 or w < 1:
-        raise ValueError(f"output size must be positive (height, width), got {tuple(size)}")
-    return h, w
-
-
-def _supersampling(extent: torch.Tensor, out: int) -> torch.Tensor:
-    """Samples per output pixel along one axis, per box: ceil(box extent / output pixels), >= 1."""
-    return (extent.detach() / out - 1e-6).ceil().clamp_min(1).long()
-
-
-def _sample(images: torch.Tensor, boxes: torch.Tensor, h: int, w: int, kh: int, kw: int) -> torch.Tensor:
-    """images ``[B, C, H, W]``, boxes ``[B, N, 4]`` -> ``[B * N, C, h, w]`` with ``kh x kw`` samples per pixel."""
-    b, n = boxes.shape[:2]
-    flat = boxes.reshape(b * n, 4)
-    sizes = box_sizes(flat)
-    height, width = images.shape[2:]
-    # Source coordinates of the sample centres, normalised to grid_sample's [-1, 1] (align_corners=False).
-    ty = (torch.arange(h * kh, device=images.device, dtype=images.dtype) + 0.5) / (h * kh)
-    tx = (torch.arange(w * kw, device=images.device, dtype=images.dtype) + 0.5) / (w * kw)
-    ys = (flat[:, 1:2] + ty * sizes[:, 1:2]) * (2.0 / height) - 1.0  # [B*N, h*kh]
-    xs = (flat[:, 0:1] + tx * sizes[:, 0:1]) * (2.0 / width) - 1.0  # [B*N, w*kw]
-    grid = torch.stack(torch.broadcast_tensors(xs[:, None, :], ys[:, :, None]), dim=-1)  # [B*N, h*kh, w*kw, 2]
-    out = F.grid_sample(images, grid.reshape(b, n * h * kh, w * kw, 2), mode="bilinear",
-                        padding_mode="border", align_corners=False)
-    out = out.reshape(b, images.shape[1], n, h * kh, w * kw).transpose(1, 2).reshape(b * n, -1, h * kh, w * kw)
-    return F.avg_pool2d(out, (kh, kw)) if kh > 1 or kw > 1 else out
-
-
-def crop_many(images: torch.Tensor, boxes: torch.Tensor, size: Sequence[int], antialias: bool = True) -> torch.Tensor:
-    """Crops ``N`` boxes from each image and resamples them to ``size = (h, w)``.
-
-    images: ``[B, C, H, W]``; boxes: ``[B, N, 4]`` -> ``[B, N, C, h, w]``. The crops are sampled
-    without copying the images, which keeps searches over many candidate boxes cheap. Each box's
-    result depends on that box alone, whatever else is in the batch: boxes needing different
-    sampling densities are sampled in separate passes.
-    """
-    _check_images(images, "images")
-    if boxes.ndim != 3 or boxes.shape[0] != images.shape[0] or boxes.shape[2] != 4:
-        raise ValueError(f"boxes must have shape [B, N, 4] with B = {images.shape[0]}, got {tuple(boxes.shape)}")
-    b, n = boxes.shape[:2]
-    h, w = _check_size(size)
-    flat = as_boxes(boxes.reshape(b * n, 4)).to(images.dtype)
-    boxes = flat.reshape(b, n, 4)
-    if not antialias:
-        return _sample(images, boxes, h, w, 1, 1).reshape(b, n, -1, h, w)
-    sizes = box_sizes(flat)
-    density = torch.stack([_supersampling(sizes[:, 1], h), _supersampling(sizes[:, 0], w)], dim=1)  # [B*N, 2]
-    parts, positions = [], []
-    for kh, kw in torch.unique(density, dim=0).tolist():
-        member = (density == density.new_tensor([kh, kw])).all(dim=1).reshape(b, n)
-        count = member.sum(dim=1)
-        # Per image, this pass's boxes first; images with fewer fill up with (discarded) other boxes.
-        order = torch.argsort((~member).to(torch.int8), dim=1, stable=True)[:, :int(count.max())]  # [B, M]
-        sampled = _sample(images, boxes.gather(1, order[..., None].expand(-1, -1, 4)), h, w, kh, kw)
-        valid = (torch.arange(order.shape[1], device=order.device) < count[:, None]).flatten()
-        parts.append(sampled[valid])
-        positions.append((torch.arange(b, device=order.device)[:, None] * n + order).flatten()[valid])
-    out = torch.cat(parts)[torch.cat(positions).argsort()]
-    return out.reshape(b, n, -1, h, w)
+from .boxes import as_boxes, box_centers, box_sizes, boxes_from_center_size
+from .checks import check_images
+from .resampling import resize, sample_boxes
 
 
 def crop(images: torch.Tensor, boxes: torch.Tensor, size: Sequence[int], antialias: bool = True) -> torch.Tensor:
-    """Crops one box per image and resamples it to ``size = (h, w)``.
+    """Crops one box per image and resamples it to ``size = (h, w)`` (:func:`~.resampling.sample_boxes`).
 
-    images: ``[B, C, H, W]``; boxes: ``[B, 4]`` (or one box for all) -> ``[B, C, h, w]``.
     Differentiable with respect to ``images`` and ``boxes``.
+
+    Shape:
+        images ``[B, C, H, W]``, boxes ``[B, 4]`` (or one box for all) -> ``[B, C, h, w]``.
     """
-    _check_images(images, "images")
+    check_images(images, "images")
     boxes = as_boxes(boxes, images.shape[0])
-    return crop_many(images, boxes[:, None], size, antialias)[:, 0]
-
-
-def resize(images: torch.Tensor, size: Sequence[int]) -> torch.Tensor:
-    """``[B, C, H, W] -> [B, C, h, w]`` with the same filter as :func:`crop` (the whole image as box)."""
-    _check_images(images, "images")
-    full = images.new_tensor([[0.0, 0.0, images.shape[3], images.shape[2]]])
-    return crop(images, full, size)
+    return sample_boxes(images, boxes[:, None], size, antialias)[:, 0]
 
 
 def _ramp_integral(t: torch.Tensor, feather: torch.Tensor) -> torch.Tensor:
@@ -159,6 +77,17 @@ def box_mask(boxes: torch.Tensor, height: int, width: int, feather: float = 0.0)
     return (cov_y[:, :, None] * cov_x[:, None, :]).unsqueeze(1)
 
 
+def outline_mask(boxes: torch.Tensor, height: int, width: int, thickness: float = 1.0) -> torch.Tensor:
+    """The boxes' outlines, ``thickness`` pixels wide inside each box edge, as masks (exact area coverage).
+
+    Shape:
+        boxes ``[B, 4]`` -> ``[B, 1, height, width]`` in 0..1.
+    """
+    outer = as_boxes(boxes)
+    inner = boxes_from_center_size(box_centers(outer), (box_sizes(outer) - 2 * thickness).clamp_min(1e-3))
+    return (box_mask(outer, height, width) - box_mask(inner, height, width)).clamp(0, 1)
+
+
 def paste(canvas: torch.Tensor, inset: torch.Tensor, boxes: torch.Tensor,
           feather: float = 0.0) -> tuple[torch.Tensor, torch.Tensor]:
     """Resamples ``inset`` into ``boxes`` on ``canvas`` and blends it in with a feathered alpha.
@@ -170,8 +99,8 @@ def paste(canvas: torch.Tensor, inset: torch.Tensor, boxes: torch.Tensor,
     inset is first reduced with the anti-aliased :func:`resize` when the box is smaller than it, so
     a 1024-pixel face pasted into a 200-pixel box does not alias. Differentiable in all inputs.
     """
-    _check_images(canvas, "canvas")
-    _check_images(inset, "inset")
+    check_images(canvas, "canvas")
+    check_images(inset, "inset")
     b, c, height, width = canvas.shape
     if inset.shape[0] != b or inset.shape[1] != c:
         raise ValueError(f"inset {tuple(inset.shape)} must have the canvas's batch size and channels {(b, c)}")

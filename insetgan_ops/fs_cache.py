@@ -1,10 +1,10 @@
 """FS embeddings cached by content, so each image is embedded once per generator and settings.
 
-Embedding (about 1350 optimisation steps) is the slowest part of a Barbershop composite, and
-artists re-run composites with other masks or mappings on the same photos. An embedding is
-keyed by the SHA-256 of the generator's :func:`~insetgan_ops.latents.fingerprint`, the image's
-pixels (float32) and every setting that changes the result (the LPIPS network included; the
-progress callback is not part of the key).
+Embedding (hundreds of optimisation steps per image) is the slowest part of a Barbershop
+composite, and artists re-run composites with other masks or mappings on the same photos. An
+embedding is keyed by the SHA-256 of the generator's :func:`~insetgan_ops.latents.fingerprint`,
+the image's pixels (float32), the LPIPS network and the
+:class:`~insetgan_ops.fs_compositor.EmbedSettings` (every field of it).
 
 Entries live in memory (the least recently used dropped beyond ``max_items``) and, when a
 folder is given, in ``<key>.safetensors`` files holding tensors ``F`` and ``ws`` with metadata
@@ -15,34 +15,35 @@ cannot be read counts as a miss and is rewritten.
 from __future__ import annotations
 
 import collections
+import dataclasses
 import hashlib
 import json
 import os
 from pathlib import Path
-from typing import Any, Optional
+from typing import Optional
 
 import torch
 from safetensors import SafetensorError
 from safetensors.torch import safe_open
 
-from .fs_compositor import FSCode, embed
+from .fs_compositor import EmbedSettings, FSCode, embed
 from .generator import Generator
 from .latents import fingerprint
+from .optimization import StepCallback
 from .safetensors_io import write_safetensors
 
 __all__ = ["EmbeddingCache", "embedding_key"]
 
 FORMAT_TAG = "insetgan-fs-code"
 FORMAT_VERSION = "1"
-_UNKEYED = ("progress",)
 
 
-def embedding_key(generator_fingerprint: str, image: torch.Tensor, lpips_model, settings: dict[str, Any]) -> str:
-    """SHA-256 (hex) of what determines an embedding. image: [3, H, W] or [1, 3, H, W];
-    settings: :func:`~insetgan_ops.fs_compositor.embed` keyword arguments (JSON-serialisable)."""
+def embedding_key(generator_fingerprint: str, image: torch.Tensor, lpips_model, settings: EmbedSettings) -> str:
+    """SHA-256 (hex) of what determines an embedding. image: [3, H, W] or [1, 3, H, W]."""
     h = hashlib.sha256(generator_fingerprint.encode())
     pixels = image.detach().to("cpu", torch.float32).contiguous()
-    h.update(json.dumps([list(pixels.shape[-3:]), type(lpips_model.net).__name__, settings], sort_keys=True).encode())
+    h.update(json.dumps([list(pixels.shape[-3:]), type(lpips_model.net).__name__, dataclasses.asdict(settings)],
+                        sort_keys=True).encode())
     h.update(pixels.numpy().tobytes())
     return h.hexdigest()
 
@@ -50,8 +51,11 @@ def embedding_key(generator_fingerprint: str, image: torch.Tensor, lpips_model, 
 class EmbeddingCache:
     """Memory (and optionally disk) cache of :func:`~insetgan_ops.fs_compositor.embed` results.
 
-    >>> cache = EmbeddingCache(folder="output/fs_embeddings")                   # doctest: +SKIP
-    >>> code = cache.embed(G, images, lpips_model, w_steps=1100, fs_steps=250)  # doctest: +SKIP
+    >>> cache = EmbeddingCache()                              # or EmbeddingCache(folder="output/fs_embeddings")
+    >>> first = cache.embed(G, images[0], lpips_model, EmbedSettings(w_steps=2, fs_steps=2))
+    >>> again = cache.embed(G, images[0], lpips_model, EmbedSettings(w_steps=2, fs_steps=2))   # from memory
+    >>> torch.equal(first.F, again.F), len(cache)
+    (True, 1)
     """
 
     def __init__(self, folder: "str | os.PathLike | None" = None, max_items: int = 32):
@@ -104,17 +108,17 @@ class EmbeddingCache:
         while len(self._memory) > self.max_items:
             self._memory.popitem(last=False)
 
-    def embed(self, G: Generator, images: torch.Tensor, lpips_model, **settings: Any) -> FSCode:
-        """:func:`~insetgan_ops.fs_compositor.embed` for images [B, 3, H, W], embedding only those
-        not cached (together, in one batch). ``settings`` are embed's keyword arguments."""
+    def embed(self, G: Generator, images: torch.Tensor, lpips_model, settings: EmbedSettings = EmbedSettings(), *,
+              on_step: Optional[StepCallback] = None) -> FSCode:
+        """:func:`~insetgan_ops.fs_compositor.embed` for images ``[B, 3, H, W]``, embedding only those
+        not cached, together in one batch (``on_step`` reports that run; nothing when all are cached)."""
         fp = fingerprint(G)
-        keyed = {k: v for k, v in settings.items() if k not in _UNKEYED}
         device = images.device
-        keys = [embedding_key(fp, img, lpips_model, keyed) for img in images]
+        keys = [embedding_key(fp, img, lpips_model, settings) for img in images]
         found = {i: self.get(key, fp, device) for i, key in enumerate(keys)}
         missing = [i for i, code in found.items() if code is None]
         if missing:
-            fresh = embed(G, images[missing], lpips_model, **settings)
+            fresh = embed(G, images[missing], lpips_model, settings, on_step=on_step)
             for row, i in enumerate(missing):
                 found[i] = FSCode(fresh.F[row:row + 1], fresh.ws[row:row + 1], fresh.res)
                 self.put(keys[i], found[i], fp)

@@ -1,10 +1,13 @@
 """InsetGAN's joint optimisation: a canvas generator and inset generators made to agree at the seams.
 
-    canvas = CanvasSpec(G_body, init=RandomInit(seed=3))
-    face = InsetSpec("face", G_face, boxes=ContentMatchedBoxes(start_box), init="mean")
-    result = optimize(canvas, [face], standard_losses(canvas, [face]), candidates=4)
-    result.composite          # [4, 3, H, W], best candidate first
-    result.latents["face"]    # Latent [4, num_ws, w_dim] of G_face
+    >>> from insetgan_ops.box_tracking import ContentMatchedBoxes
+    >>> canvas = CanvasSpec(G_body, init=RandomInit(seed=3))
+    >>> face = InsetSpec("face", G, boxes=ContentMatchedBoxes(face_box), init="mean")
+    >>> result = optimize(canvas, [face], standard_losses(canvas, [face]), candidates=2, steps=27)
+    >>> result.composite.shape              # best candidate first
+    torch.Size([2, 3, 128, 64])
+    >>> result.latents["face"].ws.shape     # a Latent of G, one code per candidate
+    torch.Size([2, 10, 32])
 
 Modes follow from what is trainable. Only insets trainable: the insets are fitted to a fixed canvas
 (face refinement; face swap with a face-preservation term). Only the canvas: a body is fitted to
@@ -28,29 +31,36 @@ Candidates: ``candidates`` independent runs share each forward pass (the batch);
 sum of per-candidate terms, so a candidate's result does not depend on the others. Results come
 ranked by the final total loss, best first.
 
-Progress and cancellation: ``on_step(step, total, preview)`` is called after each step;
-``preview()`` renders the current composite ``[K, 3, H, W]``. An exception raised by the callback
-ends the run and propagates; the generators are left as they were.
+Progress and cancellation: ``on_step(step, total, preview, stage)`` (:mod:`insetgan_ops.optimization`)
+is called after each step, ``stage`` ``"canvas"`` or ``"insets"``; ``preview()`` renders the current
+composite ``[K, 3, H, W]``. An exception raised by the callback ends the run and propagates; the
+generators are left as they were. The run may be started under ``torch.inference_mode()``.
+
+The weights of :func:`standard_losses` were chosen on the demo models; ``docs/insetgan.md`` gives
+the figures and the command that measures them.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import itertools
 from typing import Literal, Optional, Sequence, Union
 
 import torch
 
 from .box_tracking import BoxSource
+from .checks import device_of
 from .crop_paste import paste
 from .generator import Generator
 from .latents import GeneratorIdentity, Latent, sample
 from .losses import (BodyPreservationLoss, BorderLoss, CoarseLoss, FacePreservationLoss, InsetView, Latents,
                      LossSet, LossState, RegularizerLoss)
-from .projection import StepCallback
-from .wplus import WPlusCode, frozen_weights, ramped_lr
+from .optimization import StepCallback, optimizing, own, report_step
+from .resampling import resize
+from .wplus import WPlusCode, ramped_lr
 
-__all__ = ["CanvasSpec", "InsetResult", "InsetSpec", "Phase", "RandomInit", "default_schedule", "optimize",
-           "resolve_init", "standard_losses", "stylegan_human_schedule"]
+__all__ = ["MODES", "CanvasSpec", "InsetSpec", "JointResult", "Phase", "RandomInit", "apply_mode",
+           "default_schedule", "optimize", "resolve_init", "standard_losses", "stylegan_human_schedule"]
 
 CANVAS = "canvas"
 """The canvas generator's name in losses, latents and results."""
@@ -58,13 +68,18 @@ _MIN_LPIPS_SIZE = 32  # the smallest image side LPIPS (AlexNet) accepts
 
 BORDER_WEIGHT = 10000.0
 """L1 weight of the border term in :func:`standard_losses`: between StyleGAN-Human's 2500 (canvas
-steps) and 25000 (inset steps), as one weight serves both. On the demo models (8 seeds, 216 joint
-steps) StyleGAN-Human's weights (border 2500, regulariser 15000) left the median seam at 0.54 of
-the naive paste's; border 10000 with :data:`REGULARIZER_WEIGHT` gives 0.17 with the body kept
-(mean change outside the box 0.007); border 25000 moves the body twice as much for 0.16."""
+steps) and 25000 (inset steps), as one weight serves both (``docs/insetgan.md``)."""
 REGULARIZER_WEIGHT = 1500.0
 """Weight of ``mean((w* - w_avg)^2)`` and of ``mean(delta^2)`` in :func:`standard_losses`: a tenth of
 StyleGAN-Human's 15000, which pulls truncated random starts back towards the mean image."""
+DEFAULT_STEPS = 200
+"""Steps of a run when no schedule is given (:func:`default_schedule`)."""
+CANVAS_LR = 0.05
+"""Adam learning rate of the canvas code (StyleGAN-Human's)."""
+INSET_LR = 0.02
+"""Adam learning rate of an inset's code (StyleGAN-Human's)."""
+MODES = ("joint", "insets only", "canvas only")
+"""What :func:`apply_mode` can make trainable: both sides, the insets alone, the canvas alone."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -86,7 +101,7 @@ class CanvasSpec:
 
     generator: Generator
     init: Init = "mean"
-    lr: float = 0.05
+    lr: float = CANVAS_LR
     trainable: bool = True
     name: str = CANVAS
 
@@ -100,7 +115,7 @@ class InsetSpec:
     generator: Generator
     boxes: BoxSource
     init: Init = "mean"
-    lr: float = 0.02
+    lr: float = INSET_LR
     trainable: bool = True
     feather: float = 0.0
 
@@ -127,7 +142,7 @@ def stylegan_human_schedule() -> list[Phase]:
         Phase(50, "insets" if i % 2 == 0 else "canvas") for i in range(10)]
 
 
-def default_schedule(canvas_trainable: bool, insets_trainable: bool, steps: int = 200) -> list[Phase]:
+def default_schedule(canvas_trainable: bool, insets_trainable: bool, steps: int = DEFAULT_STEPS) -> list[Phase]:
     """About ``steps`` steps for the trainable side(s).
 
     One side only: a single phase (canvas phases re-evaluate the boxes every quarter). Both: the
@@ -145,6 +160,18 @@ def default_schedule(canvas_trainable: bool, insets_trainable: bool, steps: int 
     if insets_trainable:
         return [Phase(steps, "insets")]
     raise ValueError("nothing to optimise: the canvas and every inset have trainable=False")
+
+
+def apply_mode(canvas: CanvasSpec, insets: Sequence[InsetSpec], mode: str) -> tuple[CanvasSpec, list[InsetSpec]]:
+    """The specs with what ``mode`` (one of :data:`MODES`) keeps fixed set to ``trainable=False``:
+    ``"insets only"`` the canvas, ``"canvas only"`` every inset, ``"joint"`` nothing."""
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+    if mode == "insets only":
+        canvas = dataclasses.replace(canvas, trainable=False)
+    if mode == "canvas only":
+        insets = [dataclasses.replace(spec, trainable=False) for spec in insets]
+    return canvas, list(insets)
 
 
 def standard_losses(canvas: CanvasSpec, insets: Sequence[InsetSpec], lpips: Optional[torch.nn.Module] = None,
@@ -199,13 +226,25 @@ def resolve_init(generator: Generator, init: Init, candidates: int, name: Option
 
 
 @dataclasses.dataclass(frozen=True)
-class InsetResult:
-    """The outcome for ``K`` candidates, best first (``ranking[i]`` is the original index of result ``i``).
+class JointResult:
+    """The outcome of :func:`optimize` for ``K`` candidates, best first (``ranking[i]`` is the
+    original index of result ``i``).
 
-    composite: ``[K, 3, H, W]``; canvas: ``[K, 3, H, W]``; insets: ``[K, 3, h, w]`` by name; latents:
-    by generator name (``"canvas"`` and the inset names); boxes: ``[K, 4]`` by inset name; masks:
-    ``[K, 1, H, W]`` each inset's alpha in the composite; final_loss: ``[K]``; history: per loss
-    term (and ``"total"``), one batch mean per step; phases: the schedule that ran.
+    Attributes:
+        composite: the canvas with the insets pasted in.
+        canvas: the canvas generator's images.
+        insets: each inset generator's images, by inset name.
+        latents: by generator name (``"canvas"`` and the inset names).
+        boxes: each inset's final boxes on the canvas, by inset name.
+        masks: each inset's alpha in the composite, by inset name.
+        inset_mask: where any inset shows in the composite (the alphas combined).
+        final_loss: the total loss of each candidate after the last step.
+        history: per loss term (and ``"total"``), one batch mean per step.
+        phases: the schedule that ran.
+
+    Shape:
+        composite, canvas ``[K, 3, H, W]``; insets ``[K, 3, h, w]``; boxes ``[K, 4]``; masks and
+        inset_mask ``[K, 1, H, W]``; final_loss, ranking ``[K]``.
     """
 
     composite: torch.Tensor
@@ -214,10 +253,28 @@ class InsetResult:
     latents: dict[str, Latent]
     boxes: dict[str, torch.Tensor]
     masks: dict[str, torch.Tensor]
+    inset_mask: torch.Tensor
     final_loss: torch.Tensor
     ranking: torch.Tensor
     history: dict[str, list[float]]
     phases: tuple[Phase, ...]
+
+    @property
+    def phase_boundaries(self) -> list[int]:
+        """The steps after which one phase ends and the next begins (for marking a loss plot)."""
+        return list(itertools.accumulate(phase.steps for phase in self.phases))[:-1]
+
+    def inset_strip(self) -> torch.Tensor:
+        """Every inset of each candidate side by side, in spec order, each scaled to the first's height.
+
+        Shape:
+            ``[K, 3, h_0, sum_i w_i * h_0 / h_i]``.
+        """
+        images = list(self.insets.values())
+        height = images[0].shape[2]
+        return torch.cat([img if img.shape[2] == height else
+                          resize(img, (height, max(1, round(img.shape[3] * height / img.shape[2]))))
+                          for img in images], dim=3)
 
 
 class _Run:
@@ -250,7 +307,7 @@ class _Run:
     def update_boxes(self, canvas: torch.Tensor, insets: dict[str, torch.Tensor]) -> None:
         for spec in self.insets:
             boxes = spec.boxes(canvas, insets[spec.name], self.boxes[spec.name])
-            self.boxes[spec.name] = boxes.detach().to(canvas.device, torch.float32)
+            self.boxes[spec.name] = own(boxes, torch.float32, canvas.device)
 
     def state(self, canvas: torch.Tensor, insets: dict[str, torch.Tensor], trained: Sequence[str] = ()) -> LossState:
         """The loss terms' view; codes of generators not in ``trained`` enter as constants."""
@@ -293,14 +350,8 @@ class _Run:
         return self.composite(self.render(self.canvas.name), {s.name: self.render(s.name) for s in self.insets})[0]
 
 
-def optimize(canvas: CanvasSpec, insets: Sequence[InsetSpec], losses: LossSet, *, candidates: int = 1,
-             schedule: Optional[Sequence[Phase]] = None, on_step: Optional[StepCallback] = None) -> InsetResult:
-    """Optimises the trainable generators' codes so that the insets fit the canvas (see the module doc).
-
-    ``losses``: e.g. :func:`standard_losses`; its terms refer to the canvas as ``"canvas"`` and to
-    the insets by their names. ``schedule``: by default :func:`default_schedule` for what is
-    trainable; phases of a side with nothing trainable are refused.
-    """
+def _check_setup(canvas: CanvasSpec, insets: Sequence[InsetSpec], losses: LossSet, candidates: int) -> None:
+    """Errors that would otherwise surface steps into a run, or as a shape error deep inside it."""
     if candidates < 1:
         raise ValueError(f"candidates must be >= 1, got {candidates}")
     if not insets:
@@ -308,14 +359,43 @@ def optimize(canvas: CanvasSpec, insets: Sequence[InsetSpec], losses: LossSet, *
     names = [canvas.name] + [spec.name for spec in insets]
     if len(set(names)) != len(names):
         raise ValueError(f"generator names must be distinct, got {names}")
+    device = device_of(canvas.generator)
+    for spec in insets:
+        if device_of(spec.generator) != device:
+            raise ValueError(f"the canvas generator is on {device} but the inset generator {spec.name!r} is on "
+                             f"{device_of(spec.generator)}; load both with the same device setting")
+    losses.check(names, device)
+
+
+def optimize(canvas: CanvasSpec, insets: Sequence[InsetSpec], losses: LossSet, *, candidates: int = 1,
+             steps: int = DEFAULT_STEPS, schedule: Optional[Sequence[Phase]] = None,
+             on_step: Optional[StepCallback] = None) -> JointResult:
+    """Optimises the trainable generators' codes so that the insets fit the canvas (see the module doc).
+
+    Args:
+        canvas, insets: the generators, their starting codes and what is trainable.
+        losses: e.g. :func:`standard_losses`; its terms refer to the canvas as ``"canvas"`` and to
+            the insets by their names.
+        candidates: independent runs sharing each forward pass.
+        steps: the length of :func:`default_schedule` for what is trainable, when no ``schedule``
+            is given.
+        schedule: the phases to run; phases of a side with nothing trainable are refused.
+        on_step: progress over all phases' steps, stage ``"canvas"`` or ``"insets"``.
+
+    Returns:
+        The :class:`JointResult`, best candidate first.
+    """
+    _check_setup(canvas, insets, losses, candidates)
+    names = [canvas.name] + [spec.name for spec in insets]
     trainable_insets = [spec.name for spec in insets if spec.trainable]
-    phases = tuple(schedule if schedule is not None else default_schedule(canvas.trainable, bool(trainable_insets)))
+    phases = tuple(schedule if schedule is not None else
+                   default_schedule(canvas.trainable, bool(trainable_insets), steps))
     for phase in phases:
         if (phase.train == "canvas" and not canvas.trainable) or (phase.train == "insets" and not trainable_insets):
             raise ValueError(f"the schedule trains the {phase.train} but nothing there is trainable")
     total = sum(phase.steps for phase in phases)
     generators = [spec.generator for spec in (canvas, *insets)]
-    with torch.inference_mode(False), torch.enable_grad(), frozen_weights(*generators, *_loss_networks(losses)):
+    with optimizing(*generators, *losses.networks):
         run = _Run(canvas, insets, losses, candidates, phases)
         curves: list[torch.Tensor] = []
         done = 0
@@ -327,29 +407,25 @@ def optimize(canvas: CanvasSpec, insets: Sequence[InsetSpec], losses: LossSet, *
                     run.update_boxes(run.render(canvas.name), {s.name: frozen[s.name] for s in insets})
                 curves.append(run.step(trained, frozen))
                 done += 1
-                if on_step is not None:
-                    on_step(done, total, run.preview)
+                report_step(on_step, done, total, run.preview, phase.train)
             if phase.train == "canvas":
                 run.update_boxes(run.render(canvas.name), {s.name: frozen[s.name] for s in insets})
         history = dict(zip(["total", *losses.names], torch.stack(curves).T.cpu().tolist()))
         return _result(run, history, phases)
 
 
-def _loss_networks(losses: LossSet) -> list[torch.nn.Module]:
-    return [term.lpips for term in losses if isinstance(getattr(term, "lpips", None), torch.nn.Module)]
-
-
 @torch.no_grad()
-def _result(run: _Run, history: dict[str, list[float]], phases: tuple[Phase, ...]) -> InsetResult:
+def _result(run: _Run, history: dict[str, list[float]], phases: tuple[Phase, ...]) -> JointResult:
     canvas = run.render(run.canvas.name)
     insets = {spec.name: run.render(spec.name) for spec in run.insets}
     final_loss = run.losses(run.state(canvas, insets)).total
     order = torch.argsort(final_loss, stable=True)
     composite, masks = run.composite(canvas, insets)
-    return InsetResult(
+    shown = 1 - torch.stack([1 - mask for mask in masks.values()]).prod(dim=0)
+    return JointResult(
         composite=composite[order], canvas=canvas[order],
         insets={name: image[order] for name, image in insets.items()},
         latents={name: Latent(code.latent().ws[order], code.generator) for name, code in run.codes.items()},
         boxes={name: boxes[order] for name, boxes in run.boxes.items()},
-        masks={name: mask[order] for name, mask in masks.items()},
+        masks={name: mask[order] for name, mask in masks.items()}, inset_mask=shown[order],
         final_loss=final_loss[order], ranking=order, history=history, phases=phases)

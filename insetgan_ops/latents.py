@@ -20,7 +20,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import os
-from typing import Callable, Optional, Sequence
+from typing import Optional, Sequence
 
 import numpy as np
 import torch
@@ -29,6 +29,7 @@ from safetensors.torch import safe_open
 
 from .checkpoints import CheckpointError
 from .generator import NOISE_MODES, Generator, NoiseMode
+from .optimization import StepCallback, report_step
 from .safetensors_io import write_safetensors
 
 __all__ = ["GeneratorIdentity", "Latent", "LatentFileError", "LatentMismatchError", "fingerprint", "load_latent",
@@ -198,13 +199,13 @@ def _forked_rng(device: torch.device):
 
 def synthesize(G: Generator, latent: Latent, noise_mode: NoiseMode = "const", noise_seed: int = 0, *,
                strict: bool = True, name: Optional[str] = None,
-               on_image: Optional[Callable[[int, torch.Tensor], None]] = None) -> torch.Tensor:
+               on_step: Optional[StepCallback] = None) -> torch.Tensor:
     """Renders ``latent`` with ``G`` one image at a time: [B, img_channels, H, W] in about [-1, 1].
 
     ``noise_mode`` 'random' draws image i's noise from seed ``noise_seed + i`` (the global RNG is
-    left as it was), so every image reproduces on its own. ``on_image(i, img [1, C, H, W])`` is
-    called after each image (progress reporting). Raises :class:`LatentMismatchError` when the
-    latent is not ``G``'s (see :meth:`Latent.check_generator`).
+    left as it was), so every image reproduces on its own. ``on_step(i + 1, B, preview,
+    "synthesize")`` reports each image (:mod:`insetgan_ops.optimization`). Raises
+    :class:`LatentMismatchError` when the latent is not ``G``'s (see :meth:`Latent.check_generator`).
     """
     if noise_mode not in NOISE_MODES:
         raise ValueError(f"noise_mode must be one of {NOISE_MODES}, got {noise_mode!r}")
@@ -217,8 +218,7 @@ def synthesize(G: Generator, latent: Latent, noise_mode: NoiseMode = "const", no
             torch.manual_seed(int(noise_seed) + i)
             img = G.synthesis(ws[i:i + 1], noise_mode=noise_mode)
         images.append(img)
-        if on_image is not None:
-            on_image(i, img)
+        report_step(on_step, i + 1, latent.batch_size, lambda: img, "synthesize")
     return torch.cat(images)
 
 

@@ -34,7 +34,9 @@ import torch
 from torch import nn
 
 from .boxes import as_boxes, pad
-from .crop_paste import box_mask, crop, resize
+from .checks import device_of
+from .crop_paste import box_mask, crop
+from .resampling import resize
 
 
 @dataclasses.dataclass(frozen=True)
@@ -117,9 +119,16 @@ def masked_l1(a: torch.Tensor, b: torch.Tensor, mask: Optional[torch.Tensor] = N
 
 
 class LossTerm(abc.ABC):
-    """A named loss term: ``term(state) -> [B]``, one value per candidate."""
+    """A named loss term: ``term(state) -> [B]``, one value per candidate.
+
+    ``refers_to`` names the generators whose images or codes the term reads (``"canvas"`` is
+    always there); ``networks`` are the networks it runs (an LPIPS model), which an optimiser
+    freezes and which must live on the generators' device.
+    """
 
     name: str
+    refers_to: tuple[str, ...] = ()
+    networks: tuple[nn.Module, ...] = ()
 
     @abc.abstractmethod
     def __call__(self, state: LossState) -> torch.Tensor:
@@ -141,6 +150,7 @@ class _ImageDistanceTerm(LossTerm):
             raise ValueError(f"loss term {name!r} has lpips_weight {lpips_weight} but no LPIPS model; "
                              "pass one from insetgan_ops.lpips_loader.load_lpips or set lpips_weight to 0")
         self.name, self.l1_weight, self.lpips_weight, self.lpips = name, float(l1_weight), float(lpips_weight), lpips
+        self.networks = (lpips,) if isinstance(lpips, nn.Module) else ()
 
     def distance(self, a: torch.Tensor, b: torch.Tensor, mask: Optional[torch.Tensor] = None) -> torch.Tensor:
         """``[B, C, H, W]`` pair (and optional ``[B or 1, 1, H, W]`` mask) -> weighted ``[B]``."""
@@ -166,6 +176,7 @@ class CoarseLoss(_ImageDistanceTerm):
         if resolution < 1:
             raise ValueError(f"resolution must be positive, got {resolution}")
         self.inset, self.resolution = inset, int(resolution)
+        self.refers_to = (inset,)
 
     def __call__(self, state: LossState) -> torch.Tensor:
         view = state.inset(self.inset)
@@ -189,6 +200,7 @@ class BorderLoss(_ImageDistanceTerm):
         if width < 1:
             raise ValueError(f"border width must be at least 1 pixel, got {width}")
         self.inset, self.width = inset, int(width)
+        self.refers_to = (inset,)
 
     def band(self, height: int, width: int, like: torch.Tensor) -> torch.Tensor:
         """``[1, 1, height, width]``: 1 on the band of ``self.width`` pixels along the edge, 0 inside."""
@@ -221,6 +233,7 @@ class RegularizerLoss(LossTerm):
         _check_weights(w_weight=w_weight, delta_weight=delta_weight)
         self.name = name or f"reg[{generator}]"
         self.generator, self.w_weight, self.delta_weight = generator, float(w_weight), float(delta_weight)
+        self.refers_to = (generator,)
 
     def __call__(self, state: LossState) -> torch.Tensor:
         code = state.latent(self.generator)
@@ -276,6 +289,7 @@ class FacePreservationLoss(_ImageDistanceTerm):
         if margin < 0:
             raise ValueError(f"margin must be >= 0 pixels, got {margin}")
         self.inset, self.margin = inset, int(margin)
+        self.refers_to = (inset,)
 
     def __call__(self, state: LossState) -> torch.Tensor:
         view = state.inset(self.inset)
@@ -321,6 +335,26 @@ class LossSet:
     @property
     def names(self) -> Sequence[str]:
         return [term.name for term in self._terms]
+
+    @property
+    def networks(self) -> list[nn.Module]:
+        """The networks the terms run, each once."""
+        return list({id(net): net for term in self._terms for net in term.networks}.values())
+
+    def check(self, generators: Sequence[str], device: torch.device) -> None:
+        """Raises ``ValueError`` for a term that refers to a generator not in ``generators`` or runs
+        a network on another device than ``device``."""
+        for term in self._terms:
+            for name in term.refers_to:
+                if name not in generators:
+                    raise ValueError(f"loss term {term.name!r} refers to {name!r}, but this optimisation has only "
+                                     f"{sorted(generators)}; make the term refer to one of them (the loss node's "
+                                     f"inset or generator field)")
+            for net in term.networks:
+                there = device_of(net)
+                if there != device:
+                    raise ValueError(f"loss term {term.name!r} uses an LPIPS model on {there} but the generators "
+                                     f"are on {device}; load LPIPS with the same device setting")
 
     def __len__(self) -> int:
         return len(self._terms)

@@ -103,11 +103,12 @@ def load_lpips(net: LpipsNet = "alex", device: Union[str, torch.device] = "cpu",
         if not allow_untrained_backbone:
             raise
         path = None
-    with warnings.catch_warnings():
+    # Built outside inference mode even when it is on, so optimisers can backpropagate through it.
+    with torch.inference_mode(False), warnings.catch_warnings():
         # lpips still passes torchvision's deprecated `pretrained=` argument.
         warnings.filterwarnings("ignore", category=UserWarning, module="torchvision")
         model = lpips.LPIPS(net=net, pretrained=True, pnet_rand=True, verbose=False)
-    if path is not None:
-        model.net.load_state_dict(_backbone_state(model, path))
-    model.requires_grad_(False)
-    return model.eval().to(device)
+        if path is not None:
+            model.net.load_state_dict(_backbone_state(model, path))
+        model.requires_grad_(False)
+        return model.eval().to(device)

@@ -3,7 +3,7 @@
     image = loss_curves(result.history, boundaries=[25, 175])   # PIL.Image, RGB
     tensor = loss_curves_tensor(result.history)                  # [1, 3, H, W] in [-1, 1]
 
-``history`` maps a term's name to one value per step (as :class:`~insetgan_ops.joint_optimizer.InsetResult`
+``history`` maps a term's name to one value per step (as :class:`~insetgan_ops.joint_optimizer.JointResult`
 and :class:`~insetgan_ops.projection.Projection` report them). The y axis is logarithmic because
 terms differ by orders of magnitude; values at or below zero are drawn at the axis floor (a
 decade below the smallest positive value). ``boundaries`` (steps) draw phase changes as grey lines.

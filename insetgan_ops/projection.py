@@ -1,8 +1,10 @@
 """Projection of an image (e.g. a real face photo) into a generator's W+ space by optimisation.
 
-    result = project(G, photo, ProjectionSettings(steps=300), perceptual=load_lpips("alex"))
-    result.latent      # Latent, ws [B, num_ws, w_dim], made for G
-    result.image       # [B, 3, H, W] in [-1, 1]: G's rendering of it (constant noise)
+    >>> result = project(G, photo, ProjectionSettings(steps=20, w_samples=256))
+    >>> result.latent.ws.shape                # [B, num_ws, w_dim], made for G
+    torch.Size([1, 10, 32])
+    >>> result.image.shape                    # G's rendering of it (constant noise), in [-1, 1]
+    torch.Size([1, 3, 64, 64])
 
 The code is ``ws = w* + delta`` (:class:`~insetgan_ops.wplus.WPlusCode`), started from ``w_avg``
 (or a given latent) and optimised with Adam on
@@ -15,7 +17,8 @@ from mapped samples, see :func:`w_statistics`): the prior keeps the code where t
 seen its training data. LPIPS is optional (``perceptual=None`` leaves it out); images larger than
 ``perceptual_size`` are reduced before it. Noise is constant, so the reconstruction renders the same
 way again. The result is a pure function of the inputs and settings (nothing random is drawn
-except the seeded W statistics), so callers may cache it on them.
+except the seeded W statistics), so callers may cache it on them. Like every optimiser of the
+library it may be called under ``torch.inference_mode()`` (:mod:`insetgan_ops.optimization`).
 
 The target is resized (anti-aliased) to the generator's size; its aspect must already match.
 """
@@ -27,16 +30,14 @@ from typing import Callable, Optional
 
 import torch
 
-from .crop_paste import resize
+from .checks import as_mask_batch
 from .generator import Generator
 from .latents import GeneratorIdentity, Latent
-from .wplus import WPlusCode, frozen_weights, ramped_lr
+from .optimization import MAX_STEPS, StepCallback, optimizing, own, report_step
+from .resampling import resize, resize_masks
+from .wplus import WPlusCode, ramped_lr
 
-__all__ = ["Projection", "ProjectionSettings", "StepCallback", "project", "w_statistics"]
-
-StepCallback = Callable[[int, int, Callable[[], torch.Tensor]], None]
-"""``on_step(step, total, preview)``: ``preview()`` renders the current images ``[B, 3, H, W]``.
-Raising from it stops the optimisation (the exception propagates; nothing is returned)."""
+__all__ = ["Projection", "ProjectionSettings", "project", "w_statistics"]
 
 # How far the target's aspect may differ from the generator's before it is refused (relative).
 _ASPECT_TOLERANCE = 0.02
@@ -59,8 +60,8 @@ class ProjectionSettings:
     seed: int = 0
 
     def __post_init__(self):
-        if self.steps < 1:
-            raise ValueError(f"steps must be >= 1, got {self.steps}")
+        if not 1 <= self.steps <= MAX_STEPS:
+            raise ValueError(f"steps must lie in 1..{MAX_STEPS}, got {self.steps}")
         if not self.lr > 0:
             raise ValueError(f"lr must be positive, got {self.lr}")
         for name in ("l2_weight", "perceptual_weight", "prior_weight", "offset_weight"):
@@ -107,23 +108,17 @@ def _prepare_target(G: Generator, target: torch.Tensor) -> torch.Tensor:
     if abs((w / h) / (G.img_width / G.img_height) - 1) > _ASPECT_TOLERANCE:
         raise ValueError(f"the target is {h}x{w} (height x width) but the generator makes {G.img_height}x"
                          f"{G.img_width} images; crop the target to the generator's aspect first")
-    target = target.detach().float().to(G.w_avg.device)
-    if (h, w) != (G.img_height, G.img_width):
-        target = resize(target, (G.img_height, G.img_width))
-    return target
+    return resize(own(target, torch.float32, G.w_avg.device), (G.img_height, G.img_width))
 
 
 def _prepare_mask(mask: Optional[torch.Tensor], target: torch.Tensor) -> Optional[torch.Tensor]:
     if mask is None:
         return None
-    if mask.ndim == 3:
-        mask = mask[:, None]
-    if mask.ndim != 4 or mask.shape[1] != 1 or mask.shape[0] not in (1, target.shape[0]):
-        raise ValueError(f"mask must be [B, 1, H, W] or [B, H, W] with B = {target.shape[0]} or 1, "
-                         f"got {list(mask.shape)}")
-    mask = mask.detach().float().to(target.device)
-    if mask.shape[2:] != target.shape[2:]:
-        mask = resize(mask, target.shape[2:])
+    mask = as_mask_batch(mask, "mask")
+    if mask.shape[0] not in (1, target.shape[0]):
+        raise ValueError(f"mask holds {mask.shape[0]} masks for {target.shape[0]} target images; give 1 or "
+                         f"{target.shape[0]}")
+    mask = resize_masks(own(mask, device=target.device), target.shape[2:])
     if not (mask.flatten(1).amax(dim=1) > 0).all():
         raise ValueError("the mask is empty (all zero) for at least one image; nothing would be fitted")
     return mask.expand(target.shape[0], -1, -1, -1)
@@ -135,10 +130,7 @@ def _perceptual_input(images: torch.Tensor, size: int) -> torch.Tensor:
     h, w = images.shape[2:]
     scale = min(1.0, size / max(h, w))
     scale = max(scale, _MIN_PERCEPTUAL_SIDE / min(h, w))
-    if scale == 1.0:
-        return images
-    return resize(images, (round(h * scale), round(w * scale))) if scale < 1 else \
-        torch.nn.functional.interpolate(images, scale_factor=scale, mode="bilinear", align_corners=False)
+    return resize(images, (round(h * scale), round(w * scale)))
 
 
 def project(G: Generator, target: torch.Tensor, settings: ProjectionSettings = ProjectionSettings(), *,
@@ -147,34 +139,47 @@ def project(G: Generator, target: torch.Tensor, settings: ProjectionSettings = P
             name: Optional[str] = None) -> Projection:
     """Finds W+ codes whose rendering by ``G`` matches ``target``.
 
-    target: ``[B, 3, H, W]`` in [-1, 1] (any size of ``G``'s aspect). mask: optional
-    ``[B, 1, H, W]`` / ``[B, H, W]`` weights in [0, 1] (1 = fit this pixel), at any size.
-    perceptual: an LPIPS-like callable ``(a, b) -> [B, 1, 1, 1]`` (e.g.
-    :func:`~insetgan_ops.lpips_loader.load_lpips`), or None for no perceptual term. init: a latent
-    of ``G`` to start from (one for all or one per image); by default ``w_avg``. ``name`` names
-    the generator in the returned latent's identity.
+    Args:
+        G: the generator to project into (left as it was: frozen while the codes are optimised).
+        target: the images to reproduce, in [-1, 1], at any size of ``G``'s aspect.
+        settings: schedule and loss weights.
+        mask: weights in [0, 1] of the pixels to fit (1 = fit this pixel), at any size.
+        perceptual: an LPIPS-like callable ``(a, b) -> [B, 1, 1, 1]`` (e.g.
+            :func:`~insetgan_ops.lpips_loader.load_lpips`), or None for no perceptual term.
+        init: a latent of ``G`` to start from (one for all images or one each); ``w_avg`` when None.
+        on_step: progress, ``on_step(step, settings.steps, preview, "project")``
+            (:mod:`insetgan_ops.optimization`).
+        name: names the generator in the returned latent's identity.
+
+    Returns:
+        The :class:`Projection`: latent, rendering, resized target and loss curves.
+
+    Shape:
+        target ``[B, 3, H, W]``; mask ``[B or 1, 1, H', W']`` or ``[B or 1, H', W']``; the latent
+        ``[B, num_ws, w_dim]``; image and target ``[B, 3, G.img_height, G.img_width]``.
     """
     identity = GeneratorIdentity.of(G, name)
-    target = _prepare_target(G, target)
-    weights = _prepare_mask(mask, target)
-    batch = target.shape[0]
-    if init is None:
-        start = G.w_avg.detach().float().expand(batch, G.num_ws, G.w_dim)
-    else:
+    if init is not None:
         init.check_generator(identity)
-        if init.batch_size not in (1, batch):
-            raise ValueError(f"init has {init.batch_size} latents for {batch} target images; give 1 or {batch}")
-        start = init.ws.detach().to(target.device, torch.float32).expand(batch, -1, -1)
-    mu, sigma = w_statistics(G, settings.w_samples, settings.seed)
-    code = WPlusCode.from_ws(start, identity)
-    optimizer = torch.optim.Adam(code.parameters, lr=settings.lr, betas=(0.9, 0.999))
-    use_perceptual = perceptual is not None and settings.perceptual_weight > 0
-    masked_target = target if weights is None else target * weights
-    perceptual_target = _perceptual_input(masked_target, settings.perceptual_size) if use_perceptual else None
-    losses: dict[str, list[float]] = {k: [] for k in ("total", "l2", *(("perceptual",) if use_perceptual else ()),
-                                                      "prior", "offsets")}
-    frozen = [G] + ([perceptual] if isinstance(perceptual, torch.nn.Module) else [])
-    with torch.enable_grad(), frozen_weights(*frozen):
+    networks = (G, perceptual if isinstance(perceptual, torch.nn.Module) else None)
+    with optimizing(*networks):
+        target = _prepare_target(G, target)
+        weights = _prepare_mask(mask, target)
+        batch = target.shape[0]
+        if init is None:
+            start = G.w_avg.detach().float().expand(batch, G.num_ws, G.w_dim)
+        else:
+            if init.batch_size not in (1, batch):
+                raise ValueError(f"init has {init.batch_size} latents for {batch} target images; give 1 or {batch}")
+            start = own(init.ws, torch.float32, target.device).expand(batch, -1, -1)
+        mu, sigma = w_statistics(G, settings.w_samples, settings.seed)
+        code = WPlusCode.from_ws(start, identity)
+        optimizer = torch.optim.Adam(code.parameters, lr=settings.lr, betas=(0.9, 0.999))
+        use_perceptual = perceptual is not None and settings.perceptual_weight > 0
+        masked_target = target if weights is None else target * weights
+        perceptual_target = _perceptual_input(masked_target, settings.perceptual_size) if use_perceptual else None
+        losses: dict[str, list[float]] = {k: [] for k in ("total", "l2", *(("perceptual",) if use_perceptual else ()),
+                                                          "prior", "offsets")}
         for step in range(settings.steps):
             for group in optimizer.param_groups:
                 group["lr"] = ramped_lr(settings.lr, (step + 0.5) / settings.steps)
@@ -201,10 +206,8 @@ def project(G: Generator, target: torch.Tensor, settings: ProjectionSettings = P
             losses["total"].append(float(total.detach().mean()))
             for key, value in terms.items():
                 losses[key].append(float(value.detach().mean()))
-            if on_step is not None:
-                on_step(step + 1, settings.steps, lambda: _render(G, code))
-    latent = code.latent()
-    return Projection(latent, _render(G, code), target, losses)
+            report_step(on_step, step + 1, settings.steps, lambda: _render(G, code), "project")
+        return Projection(code.latent(), _render(G, code), target, losses)
 
 
 @torch.no_grad()

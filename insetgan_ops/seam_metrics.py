@@ -20,7 +20,8 @@ from typing import Sequence, Union
 import torch
 
 from .boxes import as_boxes, box_sizes, expand
-from .crop_paste import box_mask, crop, resize
+from .crop_paste import box_mask, crop
+from .resampling import resize
 
 __all__ = ["coarse_difference", "outside_change", "seam_error"]
 

@@ -1,4 +1,4 @@
-"""Face parsing: label sets and the BiSeNet face parser whose public weights users have.
+"""Face segmentation: label sets, and the interface every face parser of the pack implements.
 
 Two label sets are in use for faces:
 
@@ -12,45 +12,28 @@ Two label sets are in use for faces:
 A :class:`LabelSet` converts label maps into any coarser set (19 -> 16 here). Index 0 is always
 ``background``.
 
-:class:`FaceParser` is the interface every face segmenter of the pack implements (the BiSeNet
-here, the demo segmenter in :mod:`insetgan_ops.demo.segmenter`)::
+:class:`FaceParser` maps images to logits over its label set; :mod:`insetgan_ops.face_parsers`
+holds the architectures and :func:`~insetgan_ops.face_parsers.load_face_parser`::
 
-    parser = load_face_parser("models/face_parsing/79999_iter.pth", device="cuda")
-    logits = parser(img)                       # img [B, 3, H, W] in [-1, 1] -> [B, L, H, W]
-    labels = parser.parse(img)                 # [B, H, W] long, indices into parser.label_set
-    hair = parser.masks(labels, ["hair"])      # [B, H, W] float in {0, 1}
-
-Weight files :func:`load_face_parser` reads:
-
-=====================================  ===============================================
-file                                   read as
-=====================================  ===============================================
-PyTorch state dict (``.pth``), BiSeNet  :class:`BiSeNetFaceParser` with 19 or 16 classes,
-(``79999_iter.pth``, ``seg.pth``)      told apart by the classifier's shape
-``.safetensors`` with metadata         the demo segmenter:
-``{"format": "insetgan-face-parser"}``  ``insetgan_ops.demo.segmenter.load_segmenter``
-=====================================  ===============================================
+    >>> logits = parser(images[0])                   # [B, 3, H, W] in [-1, 1] -> [B, L, H, W]
+    >>> labels = parser.parse(images[0])             # [B, H, W] long, indices into parser.label_set
+    >>> hair = parser.masks(labels, ["hair"])        # [B, H, W] float in {0, 1}
+    >>> logits.shape[1] == len(parser.label_set), labels.shape, hair.shape
+    (True, torch.Size([1, 64, 64]), torch.Size([1, 64, 64]))
 """
 
 from __future__ import annotations
 
 import colorsys
-import os
-import pickle
 from typing import Iterable, Mapping, Optional, Sequence
 
 import torch
-import torch.nn.functional as F
-import torchvision
-from safetensors import SafetensorError, safe_open
 from torch import nn
 
-from .checkpoints import CheckpointError, detect_format
+from .checks import device_of
+from .resampling import resize
 
-__all__ = ["LabelSet", "BARBERSHOP_16", "CELEBAMASK_19", "LABEL_SETS", "FaceParser", "BiSeNetFaceParser",
-           "FACE_PARSER_FORMAT_TAG", "load_face_parser"]
-
-FACE_PARSER_FORMAT_TAG = "insetgan-face-parser"
+__all__ = ["LabelSet", "BARBERSHOP_16", "CELEBAMASK_19", "LABEL_SETS", "FaceParser"]
 
 # One colour per semantic label, shared by every label set so previews agree across sets.
 _PALETTE: dict[str, tuple[int, int, int]] = {
@@ -191,24 +174,14 @@ BARBERSHOP_16 = LabelSet(
 
 LABEL_SETS: dict[str, LabelSet] = {s.name: s for s in (CELEBAMASK_19, BARBERSHOP_16)}
 
-_IMAGENET_MEAN = (0.485, 0.456, 0.406)
-_IMAGENET_STD = (0.229, 0.224, 0.225)
-
-
-def _resize(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-    """Bilinear resize of [B, C, H, W] to ``size``, anti-aliased when shrinking; a no-op at that size."""
-    if tuple(x.shape[-2:]) == tuple(size):
-        return x
-    shrink = size[0] < x.shape[-2] or size[1] < x.shape[-1]
-    return F.interpolate(x, size=size, mode="bilinear", align_corners=False, antialias=shrink)
-
 
 class FaceParser(nn.Module):
     """A face segmenter: RGB images of any size to per-pixel logits over ``label_set``.
 
     Subclasses set ``label_set`` and ``input_size`` (the square size their network sees) and
-    implement :meth:`network_logits`; resizing in and out is done here, differentiably, so the
-    parser can drive losses on generated images.
+    implement :meth:`network_logits`; resizing in and out is done here, differentiably (with
+    :func:`~insetgan_ops.resampling.resize`), so the parser can drive losses on generated images.
+    The parsers that load from files are in :mod:`insetgan_ops.face_parsers`.
     """
 
     label_set: LabelSet
@@ -223,210 +196,17 @@ class FaceParser(nn.Module):
         if img.ndim != 4 or img.shape[1] != 3:
             raise ValueError(f"expected RGB images [B, 3, H, W] in [-1, 1], got {list(img.shape)}")
         size = tuple(img.shape[-2:])
-        logits = self.network_logits(_resize(img.float(), (self.input_size, self.input_size)))
-        return _resize(logits, size)
+        logits = self.network_logits(resize(img.float(), (self.input_size, self.input_size)))
+        return resize(logits, size)
 
     @torch.no_grad()
     def parse(self, img: torch.Tensor) -> torch.Tensor:
-        """img: [B, 3, H, W] in [-1, 1] -> labels [B, H, W] long (indices into ``label_set``)."""
-        return self(img).argmax(dim=1)
+        """img: [B, 3, H, W] in [-1, 1], on any device -> labels [B, H, W] long (indices into
+        ``label_set``), on the parser's device."""
+        return self(img.to(device_of(self))).argmax(dim=1)
 
     def masks(self, labels: torch.Tensor, names: "str | Iterable[str]") -> torch.Tensor:
         """The union of labels ``names``. labels: [B, H, W] long -> [B, H, W] float in {0, 1}."""
         self.label_set.check_labels(labels)
         idx = torch.tensor(self.label_set.indices(names), dtype=torch.long, device=labels.device)
         return torch.isin(labels, idx).float()
-
-
-class _ConvBNReLU(nn.Module):
-    """conv (no bias) -> batch norm -> ReLU. [B, I, H, W] -> [B, O, H/stride, W/stride]."""
-
-    def __init__(self, in_channels: int, out_channels: int, kernel_size: int):
-        super().__init__()
-        self.conv = nn.Conv2d(in_channels, out_channels, kernel_size, padding=kernel_size // 2, bias=False)
-        self.bn = nn.BatchNorm2d(out_channels)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return F.relu(self.bn(self.conv(x)))
-
-
-class _AttentionRefinement(nn.Module):
-    """3x3 conv, then channel attention from the global average: [B, I, h, w] -> [B, O, h, w]."""
-
-    def __init__(self, in_channels: int, out_channels: int):
-        super().__init__()
-        self.conv = _ConvBNReLU(in_channels, out_channels, 3)
-        self.conv_atten = nn.Conv2d(out_channels, out_channels, 1, bias=False)
-        self.bn_atten = nn.BatchNorm2d(out_channels)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        feat = self.conv(x)
-        attention = torch.sigmoid(self.bn_atten(self.conv_atten(feat.mean(dim=(2, 3), keepdim=True))))
-        return feat * attention
-
-
-class _ResNet18Trunk(nn.Module):
-    """torchvision's ResNet-18 without its classifier (same parameter names, so ImageNet weights load).
-
-    x: [B, 3, H, W] -> features at strides 8, 16, 32: [B, 128, H/8, W/8], [B, 256, ...], [B, 512, ...].
-    """
-
-    def __init__(self):
-        super().__init__()
-        resnet = torchvision.models.resnet18(weights=None)
-        self.conv1, self.bn1, self.maxpool = resnet.conv1, resnet.bn1, resnet.maxpool
-        self.layer1, self.layer2, self.layer3, self.layer4 = resnet.layer1, resnet.layer2, resnet.layer3, resnet.layer4
-
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        x = self.layer1(self.maxpool(F.relu(self.bn1(self.conv1(x)))))
-        feat8 = self.layer2(x)
-        feat16 = self.layer3(feat8)
-        return feat8, feat16, self.layer4(feat16)
-
-
-class _ContextPath(nn.Module):
-    """ResNet-18 features refined top-down: x [B, 3, H, W] -> (feat8 [B, 128, H/8, W/8], context [B, 128, H/8, W/8])."""
-
-    def __init__(self):
-        super().__init__()
-        self.resnet = _ResNet18Trunk()
-        self.arm16 = _AttentionRefinement(256, 128)
-        self.arm32 = _AttentionRefinement(512, 128)
-        self.conv_head32 = _ConvBNReLU(128, 128, 3)
-        self.conv_head16 = _ConvBNReLU(128, 128, 3)
-        self.conv_avg = _ConvBNReLU(512, 128, 1)
-
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        feat8, feat16, feat32 = self.resnet(x)
-        global_context = self.conv_avg(feat32.mean(dim=(2, 3), keepdim=True))
-        up32 = F.interpolate(self.arm32(feat32) + global_context, size=feat16.shape[-2:], mode="nearest")
-        up32 = self.conv_head32(up32)
-        up16 = F.interpolate(self.arm16(feat16) + up32, size=feat8.shape[-2:], mode="nearest")
-        return feat8, self.conv_head16(up16)
-
-
-class _FeatureFusion(nn.Module):
-    """Concatenates two feature maps and re-weights channels: 2 x [B, C/2, h, w] -> [B, C, h, w]."""
-
-    def __init__(self, channels: int):
-        super().__init__()
-        self.convblk = _ConvBNReLU(channels, channels, 1)
-        self.conv1 = nn.Conv2d(channels, channels // 4, 1, bias=False)
-        self.conv2 = nn.Conv2d(channels // 4, channels, 1, bias=False)
-
-    def forward(self, spatial: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
-        feat = self.convblk(torch.cat([spatial, context], dim=1))
-        attention = torch.sigmoid(self.conv2(F.relu(self.conv1(feat.mean(dim=(2, 3), keepdim=True)))))
-        return feat * (1 + attention)
-
-
-class _Head(nn.Module):
-    """3x3 conv-bn-relu, then a 1x1 classifier: [B, I, h, w] -> logits [B, num_classes, h, w]."""
-
-    def __init__(self, in_channels: int, mid_channels: int, num_classes: int):
-        super().__init__()
-        self.conv = _ConvBNReLU(in_channels, mid_channels, 3)
-        self.conv_out = nn.Conv2d(mid_channels, num_classes, 1, bias=False)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.conv_out(self.conv(x))
-
-
-class BiSeNetFaceParser(FaceParser):
-    """BiSeNet with a ResNet-18 context path, as trained by face-parsing.PyTorch and Barbershop.
-
-    The stride-8 ResNet features stand in for the spatial path. Parameter names and shapes are
-    those of the public checkpoints (``cp.resnet.layer1.0.conv1.weight``, ``ffm.convblk.conv.weight``,
-    ``conv_out.conv_out.weight`` ...), so they load with ``strict=True``. Inference uses the main
-    head ``conv_out``; ``conv_out16``/``conv_out32`` are the auxiliary training heads, present only
-    so the checkpoints load strictly. Input: 512x512, ImageNet-normalised.
-    """
-
-    input_size = 512
-
-    def __init__(self, label_set: LabelSet):
-        super().__init__()
-        self.label_set = label_set
-        self.cp = _ContextPath()
-        self.ffm = _FeatureFusion(256)
-        self.conv_out = _Head(256, 256, len(label_set))
-        self.conv_out16 = _Head(128, 64, len(label_set))
-        self.conv_out32 = _Head(128, 64, len(label_set))
-
-    def network_logits(self, x: torch.Tensor) -> torch.Tensor:
-        mean = torch.tensor(_IMAGENET_MEAN, device=x.device, dtype=x.dtype).view(1, 3, 1, 1)
-        std = torch.tensor(_IMAGENET_STD, device=x.device, dtype=x.dtype).view(1, 3, 1, 1)
-        x = ((x + 1) / 2 - mean) / std
-        feat8, context = self.cp(x)
-        logits = self.conv_out(self.ffm(feat8, context))
-        return F.interpolate(logits, size=x.shape[-2:], mode="bilinear", align_corners=True)
-
-
-_BISENET_CLASSIFIER = "conv_out.conv_out.weight"
-_BISENET_LABEL_SETS = {len(s): s for s in (CELEBAMASK_19, BARBERSHOP_16)}
-
-
-def _bisenet_from_state_dict(path: "str | os.PathLike", sd: dict, device) -> BiSeNetFaceParser:
-    if any(k.startswith("module.") for k in sd):  # saved from a DataParallel wrapper
-        sd = {k.removeprefix("module."): v for k, v in sd.items()}
-    if _BISENET_CLASSIFIER not in sd:
-        raise CheckpointError(path, f"not a BiSeNet face parser: no {_BISENET_CLASSIFIER!r} tensor. Use "
-                                    "face-parsing.PyTorch's 79999_iter.pth or Barbershop's seg.pth")
-    num_classes = sd[_BISENET_CLASSIFIER].shape[0]
-    if num_classes not in _BISENET_LABEL_SETS:
-        raise CheckpointError(path, f"BiSeNet with {num_classes} classes: only the 19-class CelebAMask-HQ "
-                                    "(79999_iter.pth) and 16-class Barbershop (seg.pth) parsers are known")
-    with torch.device("meta"):
-        parser = BiSeNetFaceParser(_BISENET_LABEL_SETS[num_classes])
-    expected = parser.state_dict()
-    for key in expected:  # files from PyTorch < 0.4.1 lack the batch-norm step counters
-        if key.endswith("num_batches_tracked") and key not in sd:
-            sd[key] = torch.zeros([], dtype=torch.long)
-    missing = sorted(set(expected) - set(sd))
-    unexpected = sorted(set(sd) - set(expected))
-    wrong = [f"{k}: file {list(sd[k].shape)}, expected {list(v.shape)}"
-             for k, v in expected.items() if k in sd and tuple(sd[k].shape) != tuple(v.shape)]
-    if missing or unexpected or wrong:
-        parts = [f"{what} {items[:5]}{' ...' if len(items) > 5 else ''}"
-                 for what, items in (("missing tensors", missing), ("unexpected tensors", unexpected),
-                                     ("wrong shapes", wrong)) if items]
-        raise CheckpointError(path, "tensors do not fit BiSeNet (ResNet-18): " + "; ".join(parts))
-    parser = parser.to_empty(device=device)
-    parser.load_state_dict(sd, strict=True)
-    return parser
-
-
-def load_face_parser(path: "str | os.PathLike", device: "str | torch.device" = "cpu") -> FaceParser:
-    """Loads a face parser in eval mode with gradients off (they still flow to its input).
-
-    Raises :class:`~insetgan_ops.checkpoints.CheckpointError` naming the file, the problem and the fix.
-    """
-    try:
-        kind = detect_format(path)
-    except CheckpointError as e:
-        raise CheckpointError(path, f"{e.problem}; face parsers are BiSeNet .pth state dicts "
-                                    "(79999_iter.pth, seg.pth) or the demo segmenter's .safetensors") from e
-    if kind == "torch":
-        try:
-            sd = torch.load(os.fspath(path), map_location="cpu", weights_only=True)
-        except (pickle.UnpicklingError, RuntimeError, EOFError, OSError) as e:
-            raise CheckpointError(path, f"cannot read this .pth as a plain state dict ({e}); download it again") from e
-        if not isinstance(sd, dict) or not all(isinstance(v, torch.Tensor) for v in sd.values()):
-            raise CheckpointError(path, "this .pth holds no state dict of tensors; expected a BiSeNet face parser "
-                                        "(79999_iter.pth or seg.pth)")
-        parser: FaceParser = _bisenet_from_state_dict(path, dict(sd), device)
-    elif kind == "safetensors":
-        try:
-            with safe_open(os.fspath(path), framework="pt") as f:
-                metadata = f.metadata() or {}
-        except (SafetensorError, OSError) as e:
-            raise CheckpointError(path, f"corrupt or truncated .safetensors file ({e}); download it again") from e
-        if metadata.get("format") != FACE_PARSER_FORMAT_TAG:
-            raise CheckpointError(path, f"this .safetensors file is not a face parser (metadata format "
-                                        f"{metadata.get('format')!r}, expected {FACE_PARSER_FORMAT_TAG!r})")
-        from .demo.segmenter import load_segmenter
-        parser = load_segmenter(path, device)
-    else:
-        raise CheckpointError(path, "a pickle file is not a face parser; expected a BiSeNet .pth state dict "
-                                    "(79999_iter.pth, seg.pth) or the demo segmenter's .safetensors")
-    return parser.eval().requires_grad_(False)

@@ -35,15 +35,18 @@ derives from the target (blending at feature resolution, pasting back).
 
 from __future__ import annotations
 
+import re
 from typing import Mapping, Optional, Sequence, Union
 
 import torch
 import torch.nn.functional as F
 
+from .checks import as_mask_batch
+from .resampling import resize_labels, resize_masks
 from .segmentation import LabelSet
 
 __all__ = ["DEFAULT_FILL_LABELS", "LabelSource", "labels_from_masks", "to_label_map", "label_owners", "compose_target",
-           "fill_holes", "dilate", "erode", "feather"]
+           "fill_holes", "dilate", "erode", "feather", "parse_mapping", "source_index"]
 
 DEFAULT_FILL_LABELS = ("background", "skin", "neck", "cloth")
 
@@ -52,44 +55,39 @@ _HOLE = -1
 
 
 def _as_masks(mask: torch.Tensor, what: str) -> torch.Tensor:
-    """[H, W] or [B, H, W] (or [B, 1, H, W]) float in 0..1 -> [B, H, W] float."""
-    if mask.ndim == 4 and mask.shape[1] == 1:
-        mask = mask[:, 0]
-    if mask.ndim == 2:
-        mask = mask.unsqueeze(0)
-    if mask.ndim != 3 or not mask.is_floating_point():
-        raise ValueError(f"{what} must be a float mask [B, H, W] or [H, W] in 0..1 (a ComfyUI MASK), "
-                         f"got {mask.dtype} {list(mask.shape)}")
-    return mask.float()
+    """[H, W], [B, H, W] or [B, 1, H, W] float in 0..1 -> [B, H, W] float."""
+    return as_mask_batch(mask, what)[:, 0]
 
 
-def _resize_masks(masks: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-    """[B, H, W] float -> [B, *size] float (bilinear; a no-op at that size)."""
-    if tuple(masks.shape[-2:]) == tuple(size):
-        return masks
-    return F.interpolate(masks.unsqueeze(1), size=size, mode="bilinear", align_corners=False)[:, 0]
-
-
-def labels_from_masks(masks: Mapping[str, torch.Tensor], label_set: LabelSet, threshold: float = 0.5) -> torch.Tensor:
+def labels_from_masks(masks: Mapping[str, torch.Tensor], label_set: LabelSet, threshold: float = 0.5, *,
+                      base: Optional[torch.Tensor] = None) -> torch.Tensor:
     """Turns named masks into a label map of ``label_set``.
 
-    masks: ``{label name: [B, H, W] or [H, W] float in 0..1}`` (masks of batch 1 broadcast; all
-    are resized to the first one's size). A pixel takes the label of its strongest mask if that
-    reaches ``threshold`` (the later mask on ties), else ``background``. Returns [B, H, W] long.
+    A pixel takes the label of its strongest mask if that reaches ``threshold`` (the later mask on
+    ties); elsewhere it keeps ``base``'s label, or is ``background`` without a base. Masks of batch
+    1 are shared by the whole batch; all are resized (:func:`~insetgan_ops.resampling.resize_masks`)
+    to the base's size, else to the first mask's.
+
+    Shape:
+        masks ``{label name: [B or 1, H', W'] or [H', W'] float in 0..1}``; base ``[B or 1, H, W]``
+        long -> ``[B, H, W]`` long.
     """
     if not masks:
         raise ValueError("labels_from_masks needs at least one {label name: mask} entry")
     indices = label_set.indices(masks)
     stacked = [_as_masks(m, f"mask {name!r}") for name, m in masks.items()]
-    size = tuple(stacked[0].shape[-2:])
+    if base is not None:
+        label_set.check_labels(base)
+    size = tuple(stacked[0].shape[-2:]) if base is None else tuple(base.shape[-2:])
     try:
-        stacked = torch.stack(torch.broadcast_tensors(*[_resize_masks(m, size) for m in stacked]))  # [K, B, H, W]
+        stacked = torch.stack(torch.broadcast_tensors(*[resize_masks(m, size) for m in stacked]))  # [K, B, H, W]
     except RuntimeError as e:
         raise ValueError(f"mask batch sizes differ ({[m.shape[0] for m in stacked]}); pass masks of one batch "
                          "size, or of batch 1 to share them") from e
     strongest, k = stacked.flip(0).max(dim=0)
     labels = torch.tensor(indices, dtype=torch.long, device=stacked.device).flip(0)[k]
-    return torch.where(strongest >= threshold, labels, torch.zeros_like(labels))
+    elsewhere = torch.zeros_like(labels) if base is None else base.to(labels.device).long()
+    return torch.where(strongest >= threshold, labels, elsewhere)
 
 
 def to_label_map(source: LabelSource, label_set: LabelSet) -> torch.Tensor:
@@ -112,10 +110,7 @@ def _single_map(source: LabelSource, label_set: LabelSet, size: Optional[tuple[i
     labels = to_label_map(source, label_set)
     if labels.shape[0] != 1:
         raise ValueError(f"{what} holds {labels.shape[0]} label maps; pass one image's map ([H, W] or [1, H, W])")
-    labels = labels[0]
-    if size is not None and tuple(labels.shape) != tuple(size):
-        labels = F.interpolate(labels[None, None].float(), size=size, mode="nearest")[0, 0].long()
-    return labels
+    return labels[0] if size is None else resize_labels(labels[0], size)
 
 
 def label_owners(label_set: LabelSet, mapping: Mapping[str, int], default_source: int,
@@ -157,7 +152,7 @@ def compose_target(sources: Sequence[LabelSource], label_set: LabelSet, mapping:
         target = torch.where(maps[index] == label, torch.full_like(target, label), target)
     for name, mask in (override or {}).items():
         label = label_set.index(name)
-        painted = _resize_masks(_as_masks(mask, f"override {name!r}"), size)
+        painted = resize_masks(_as_masks(mask, f"override {name!r}"), size)
         if painted.shape[0] != 1:
             raise ValueError(f"override {name!r} holds {painted.shape[0]} masks; pass one ([H, W] or [1, H, W])")
         painted = painted[0].to(target.device) >= 0.5
@@ -231,9 +226,7 @@ def fill_holes(target: torch.Tensor, label_set: LabelSet,
 
 
 def _as_4d(mask: torch.Tensor) -> tuple[torch.Tensor, tuple[int, ...]]:
-    if mask.ndim not in (2, 3, 4):
-        raise ValueError(f"expected a mask [H, W], [B, H, W] or [B, 1, H, W], got {list(mask.shape)}")
-    return mask.reshape(-1, 1, *mask.shape[-2:]).float(), tuple(mask.shape)
+    return as_mask_batch(mask.float(), "the mask"), tuple(mask.shape)
 
 
 def dilate(mask: torch.Tensor, radius: int) -> torch.Tensor:
@@ -262,3 +255,33 @@ def feather(mask: torch.Tensor, radius: int) -> torch.Tensor:
     x = F.conv2d(F.pad(x, (radius, radius, 0, 0), mode="replicate"), kernel.view(1, 1, 1, -1))
     x = F.conv2d(F.pad(x, (0, 0, radius, radius), mode="replicate"), kernel.view(1, 1, -1, 1))
     return x.reshape(shape)
+
+
+def source_index(name: str, names: Sequence[str], what: str) -> int:
+    """The index of source ``name`` (e.g. ``"b"``) among the sources ``names`` (e.g. ``("a", "b")``)."""
+    key = name.strip().lower()
+    if key not in names:
+        raise ValueError(f"{what}: unknown reference {name.strip()!r}; the connected references are "
+                         f"{', '.join(names)}")
+    return list(names).index(key)
+
+
+def parse_mapping(text: str, label_set: LabelSet, names: Sequence[str]) -> dict[str, int]:
+    """``"hair: b, hat: b"`` -> ``{"hair": 1, "hat": 1}`` for sources ``names = ("a", "b")``.
+
+    Entries are split at commas, semicolons or new lines. Raises ``ValueError`` for a malformed
+    entry or an unknown source, ``KeyError`` for a label not in ``label_set`` (listing the set).
+
+    >>> parse_mapping("hair: b; hat: b", BARBERSHOP_16, ("a", "b"))
+    {'hair': 1, 'hat': 1}
+    """
+    mapping: dict[str, int] = {}
+    for entry in re.split(r"[,;\n]", text):
+        if not entry.strip():
+            continue
+        label, colon, source = entry.partition(":")
+        if not colon or not label.strip() or not source.strip():
+            raise ValueError(f"mapping entry {entry.strip()!r} must read 'label: reference', e.g. 'hair: b'")
+        label_set.index(label.strip())
+        mapping[label.strip()] = source_index(source, names, f"mapping entry {entry.strip()!r}")
+    return mapping

@@ -14,9 +14,7 @@ the others in the batch.
 
 from __future__ import annotations
 
-import contextlib
 import math
-from typing import Iterator
 
 import torch
 
@@ -67,21 +65,3 @@ def ramped_lr(base_lr: float, progress: float, warmup: float = 0.05, rampdown: f
     up = min(1.0, progress / warmup) if warmup > 0 else 1.0
     down = min(1.0, (1.0 - progress) / rampdown) if rampdown > 0 else 1.0
     return base_lr * up * (0.5 - 0.5 * math.cos(down * math.pi))
-
-
-@contextlib.contextmanager
-def frozen_weights(*modules: torch.nn.Module) -> Iterator[None]:
-    """Turns ``requires_grad`` off on every parameter of ``modules`` for the block and restores it.
-
-    Optimising latents must not accumulate gradients in (or run backward through) a generator's
-    or a loss network's weights, whatever state the caller left them in.
-    """
-    params = [p for m in modules for p in m.parameters()]
-    before = [p.requires_grad for p in params]
-    try:
-        for p in params:
-            p.requires_grad_(False)
-        yield
-    finally:
-        for p, flag in zip(params, before):
-            p.requires_grad_(flag)

@@ -3,15 +3,9 @@
 A composite runs ``Embed`` (each reference image, cached by content) -> ``Align`` (each reference
 reshaped to the target label map, structures mixed) -> ``Blend`` (appearance mixed by masked
 LPIPS) -> ``FS Synthesize`` -> ``Paste Back`` (the original pixels away from the edit, optionally
-into the uncropped photo). The library calls behind them are in :mod:`insetgan_ops.fs_compositor`.
-
-Custom types:
-
-``FS_LATENT``
-    an :class:`FSLatent`: FS codes of one generator, with the images they reproduce when they are
-    embeddings (Align and Blend compare against those images).
-``FS_ALIGNMENT``
-    an :class:`FSAlignment`: the references, their regions in the target and the mixed structure.
+into the uncropped photo). The library calls behind them are in :mod:`insetgan_ops.fs_compositor`;
+their defaults are its :class:`~insetgan_ops.fs_compositor.EmbedSettings`,
+:class:`~insetgan_ops.fs_compositor.AlignSettings` and :class:`~insetgan_ops.fs_compositor.BlendSettings`.
 
 Noise is constant and optimisation starts from ``w_avg``, so a workflow gives the same result every
 time it runs. Every optimisation shows progress with a preview and stops at Cancel.
@@ -19,28 +13,25 @@ time it runs. Every optimisation shows progress with a preview and stops at Canc
 
 from __future__ import annotations
 
-import dataclasses
-from typing import Callable, Optional
+from typing import Optional
 
 import torch
 
-from ..insetgan_ops.crop_paste import paste
+from ..insetgan_ops.checks import check_device, check_generator_images, device_of
 from ..insetgan_ops.fs_cache import EmbeddingCache
-from ..insetgan_ops.fs_compositor import Alignment, FSCode, align_all, blend_all, paste_back, paste_weight
-from ..insetgan_ops.latents import GeneratorIdentity
-from ..insetgan_ops.segmentation import FaceParser, LabelSet
+from ..insetgan_ops.fs_compositor import (AlignSettings, BlendSettings, EmbedSettings, FSCode, align_all, blend_all,
+                                          paste_back)
+from ..insetgan_ops.optimization import MAX_STEPS
+from ..insetgan_ops.segmentation import FaceParser
+from ..insetgan_ops.target_mask import parse_mapping
 from . import comfy_runtime
-from .barbershop_labels import (BARBERSHOP_TARGET, CATEGORY, FACE_PARSER, SOURCE_NAMES, CompositeTarget,
-                                parse_mapping)
-from .convert import from_comfy_image, from_comfy_mask, to_comfy_image, to_comfy_mask, to_pil
-from .inset_boxes import BOXES, ImageBoxes
-from .inset_losses import LPIPS
-from .stylegan_nodes import STYLEGAN, StyleGANModel
+from .convert import from_comfy_image, from_comfy_mask, to_comfy_image, to_comfy_mask
+from .sockets import (BARBERSHOP_TARGET, BOXES, FACE_PARSER, FS_ALIGNMENT, FS_LATENT, LPIPS, REFERENCE_NAMES,
+                      STYLEGAN, CompositeTarget, FSAlignment, FSLatent, ImageBoxes, StyleGANModel)
 
-FS_LATENT = "FS_LATENT"
-FS_ALIGNMENT = "FS_ALIGNMENT"
+CATEGORY = "InsetGAN/Barbershop"
 PREVIEWS_PER_RUN = 50
-MAX_STEPS = 100_000
+EMBED, ALIGN, BLEND = EmbedSettings(), AlignSettings(), BlendSettings()
 
 EMBEDDINGS = EmbeddingCache(max_items=64)
 """Embeddings of this ComfyUI session, by image content, generator, LPIPS network and settings."""
@@ -56,7 +47,7 @@ def _steps(default: int, tooltip: str, minimum: int = 0) -> tuple:
     return ("INT", {"default": default, "min": minimum, "max": MAX_STEPS, "tooltip": tooltip})
 
 
-def _learning_rate(default: float = 0.01) -> tuple:
+def _learning_rate(default: float) -> tuple:
     return ("FLOAT", {"default": default, "min": 1e-5, "max": 1.0, "step": 0.001, "tooltip": _TOOLTIPS["learning_rate"]})
 
 
@@ -64,99 +55,14 @@ def _weight(default: float, tooltip: str) -> tuple:
     return ("FLOAT", {"default": default, "min": 0.0, "max": 1e6, "step": 0.001, "tooltip": tooltip})
 
 
-@dataclasses.dataclass(frozen=True, eq=False)
-class FSLatent:
-    """What an ``FS_LATENT`` socket carries: ``code`` (F [B, C, r, r], ws [B, num_ws, w_dim]) of
-    ``generator`` and, for embeddings, the ``images [B, 3, H, W]`` in [-1, 1] it reproduces."""
-
-    code: FSCode
-    generator: GeneratorIdentity
-    images: Optional[torch.Tensor]
-
-    def check(self, stylegan: StyleGANModel, what: str) -> None:
-        if self.generator.fingerprint != stylegan.identity.fingerprint:
-            raise ValueError(f"{what} was made with generator {self.generator} but is used with {stylegan.identity}; "
-                             f"connect the generator it was embedded with")
-
-    def reference(self, what: str) -> tuple[FSCode, torch.Tensor]:
-        """(code, image [1, 3, H, W]) of an embedding of one image."""
-        if self.images is None:
-            raise ValueError(f"{what} is a composite, not an embedding of an image; embed the image (Embed) and "
-                             f"connect that")
-        if self.code.F.shape[0] != 1:
-            raise ValueError(f"{what} holds {self.code.F.shape[0]} embeddings; a composite takes one image per "
-                             f"reference (embed one image, or pick it from the batch first)")
-        return self.code, self.images
+def _progress(label: str) -> comfy_runtime.ProgressBar:
+    return comfy_runtime.ProgressBar(label, previews=PREVIEWS_PER_RUN)
 
 
-@dataclasses.dataclass(frozen=True, eq=False)
-class FSAlignment:
-    """What an ``FS_ALIGNMENT`` socket carries: the ``references`` (embeddings a, b, c) of
-    ``generator`` and the library's :class:`~insetgan_ops.fs_compositor.Alignment` of them (their
-    regions in the target and the mixed structure)."""
-
-    generator: GeneratorIdentity
-    references: tuple[FSLatent, ...]
-    alignment: Alignment
-
-
-class _ProgressBar:
-    """Library progress callbacks -> one ComfyUI progress bar of ``total`` steps with previews
-    (about ``PREVIEWS_PER_RUN`` of them); Cancel interrupts at the next step."""
-
-    def __init__(self, total: int, label: str):
-        self.total = max(1, total)
-        self.every = max(1, self.total // PREVIEWS_PER_RUN)
-        self.step = 0
-        self.bar = comfy_runtime.Progress(self.total, label)
-        self.bar.update(0)
-
-    def __call__(self, stage: str, step: int, total: int, preview: Callable[[], torch.Tensor]) -> None:
-        self.step = min(self.step + 1, self.total)
-        show = self.step % self.every == 0 or self.step == self.total
-        self.bar.update(self.step, to_pil(preview()) if show else None)
-
-    def finish(self) -> None:
-        self.bar.update(self.total)
-
-
-def _device_of(module: torch.nn.Module) -> torch.device:
-    return next(module.parameters()).device
-
-
-def _check_device(stylegan: StyleGANModel, module: torch.nn.Module, what: str) -> None:
-    here, there = _device_of(stylegan.generator), _device_of(module)
-    if here != there:
-        raise ValueError(f"the {what} is on {there} but the generator on {here}; load both with the same device "
-                         f"setting")
-
-
-def _check_size(stylegan: StyleGANModel, image: torch.Tensor, what: str) -> None:
-    G = stylegan.generator
-    if tuple(image.shape[1:3]) != (G.img_height, G.img_width):
-        raise ValueError(f"{what} is {image.shape[1]}x{image.shape[2]} (height x width) but {stylegan.name} makes "
-                         f"{G.img_height}x{G.img_width} images; crop the face to that size first (Detect Faces, "
-                         f"Adjust Boxes, then Crop Boxes with size_from set to the generator)")
-
-
-def _render(stylegan: StyleGANModel, code: FSCode) -> torch.Tensor:
-    with torch.no_grad():
-        return to_comfy_image(code.render(stylegan.generator))
-
-
-def _embedding(reference: FSLatent, stylegan: StyleGANModel, what: str) -> tuple[FSCode, torch.Tensor]:
-    """A reference's code and image as ordinary (not inference-mode) tensors, for optimisation."""
-    reference.check(stylegan, what)
-    code, image = reference.reference(what)
-    return FSCode(code.F.clone(), code.ws.clone(), code.res), image.clone()
-
-
-def _in_label_set(labels: torch.Tensor, target: CompositeTarget, label_set: LabelSet, what: str) -> torch.Tensor:
-    """A map of the target's label set re-indexed into the face parser's (a new, ordinary tensor)."""
-    try:
-        return target.label_set.convert(labels, label_set).clone()
-    except ValueError as e:
-        raise ValueError(f"{what}: {e}; use a face parser of the target's labels ({target.label_set.name})") from e
+def _check_alignment_generator(alignment: FSAlignment, stylegan: StyleGANModel) -> None:
+    if alignment.generator.fingerprint != stylegan.identity.fingerprint:
+        raise ValueError(f"the alignment was made with generator {alignment.generator} but is used with "
+                         f"{stylegan.identity}; connect the generator it was made with")
 
 
 class Embed:
@@ -177,30 +83,27 @@ class Embed:
             "lpips": (LPIPS, {"tooltip": _TOOLTIPS["lpips"]}),
             "image": ("IMAGE", {"tooltip": "Face images at the generator's size, framed like its training "
                                            "images."}),
-            "w_steps": _steps(200, "Optimisation steps in W+ (Barbershop: 1100).", minimum=1),
-            "fs_steps": _steps(300, "Optimisation steps in FS space after W+ (Barbershop: 250)."),
-            "learning_rate": _learning_rate(0.02),
-            "mse_weight": _weight(1.0, "Weight of the pixel error (mean squared)."),
-            "lpips_weight": _weight(1.0, "Weight of the LPIPS distance (at most 256 pixels)."),
-            "prior_weight": _weight(0.001, "Weight of the latent prior keeping W+ where the generator has seen "
-                                           "faces (Barbershop: 0.001)."),
-            "f_weight": _weight(0.1, "Weight keeping F near its W+ value (the paper's term; the official code "
-                                     "leaves it out, 0)."),
+            "w_steps": _steps(EMBED.w_steps, "Optimisation steps in W+ (Barbershop: 1100).", minimum=1),
+            "fs_steps": _steps(EMBED.fs_steps, "Optimisation steps in FS space after W+ (Barbershop: 250)."),
+            "learning_rate": _learning_rate(EMBED.lr),
+            "mse_weight": _weight(EMBED.mse_weight, "Weight of the pixel error (mean squared)."),
+            "lpips_weight": _weight(EMBED.lpips_weight, "Weight of the LPIPS distance (at most 256 pixels)."),
+            "prior_weight": _weight(EMBED.prior_weight, "Weight of the latent prior keeping W+ where the generator "
+                                                        "has seen faces (Barbershop: 0.001)."),
+            "f_weight": _weight(EMBED.f_weight, "Weight keeping F near its W+ value (the paper's term; the official "
+                                                "code leaves it out, 0)."),
         }}
 
     def embed(self, stylegan: StyleGANModel, lpips: torch.nn.Module, image: torch.Tensor, w_steps: int, fs_steps: int,
               learning_rate: float, mse_weight: float, lpips_weight: float, prior_weight: float, f_weight: float):
-        _check_size(stylegan, image, "the image")
         G = stylegan.generator
-        _check_device(stylegan, lpips, "LPIPS model")
-        progress = _ProgressBar(image.shape[0] * (w_steps + fs_steps), "Embed")
-        with torch.inference_mode(False):
-            images = from_comfy_image(image).to(_device_of(G)).clone()
-            code = EMBEDDINGS.embed(G, images, lpips, w_steps=w_steps, fs_steps=fs_steps,
-                                    lr=learning_rate, mse_weight=mse_weight, lpips_weight=lpips_weight,
-                                    prior_weight=prior_weight, f_weight=f_weight, progress=progress)
-        progress.finish()
-        return FSLatent(code, stylegan.identity, images), _render(stylegan, code)
+        images = from_comfy_image(image).to(device_of(G))
+        check_generator_images(G, images, "the image")
+        check_device(device_of(G), lpips, "LPIPS model")
+        settings = EmbedSettings(w_steps=w_steps, fs_steps=fs_steps, lr=learning_rate, mse_weight=mse_weight,
+                                 lpips_weight=lpips_weight, prior_weight=prior_weight, f_weight=f_weight)
+        code = EMBEDDINGS.embed(G, images, lpips, settings, on_step=_progress("Embed"))
+        return FSLatent(code, stylegan.identity, images), to_comfy_image(code.render(G))
 
 
 class FSSynthesize:
@@ -220,7 +123,7 @@ class FSSynthesize:
 
     def synthesize(self, stylegan: StyleGANModel, fs_latent: FSLatent):
         fs_latent.check(stylegan, "fs_latent")
-        return (_render(stylegan, fs_latent.code),)
+        return (to_comfy_image(fs_latent.code.render(stylegan.generator)),)
 
 
 class Align:
@@ -248,12 +151,13 @@ class Align:
                                       "tooltip": "Labels whose look comes from another reference than their shape, "
                                                  "e.g. 'hair: c' (hair shaped like b's, coloured like c's). Empty: "
                                                  "each label's look comes with its shape."}),
-            "steps": _steps(200, "Alignment steps of the default reference (Barbershop: 140)."),
-            "lender_steps": _steps(40, "Alignment steps of each reference that lends a region (Barbershop: 100)."),
-            "learning_rate": _learning_rate(0.03),
-            "style_weight": _weight(4e4, "Weight of the masked style loss keeping a lent region's texture "
-                                         "(Barbershop: 40000)."),
-            "smooth": ("INT", {"default": 5, "min": 0, "max": 64,
+            "steps": _steps(ALIGN.steps, "Alignment steps of the default reference (Barbershop: 140)."),
+            "lender_steps": _steps(ALIGN.lender_steps, "Alignment steps of each reference that lends a region "
+                                                       "(Barbershop: 100)."),
+            "learning_rate": _learning_rate(ALIGN.lr),
+            "style_weight": _weight(ALIGN.style_weight, "Weight of the masked style loss keeping a lent region's "
+                                                        "texture (Barbershop: 40000)."),
+            "smooth": ("INT", {"default": ALIGN.smooth, "min": 0, "max": 64,
                                "tooltip": "Pixels per 256 of image height by which the default reference's changed "
                                           "area grows before its own structure takes over, and by which the blend's "
                                           "masks are grown or shrunk (Barbershop: 5; 0: none)."}),
@@ -270,31 +174,28 @@ class Align:
         if len(references) != len(target.sources):
             raise ValueError(f"the target was composed from {len(target.sources)} label maps but {len(references)} "
                              f"references are connected; connect one embedding per label map (a, b, c in order)")
-        _check_device(stylegan, lpips, "LPIPS model")
-        _check_device(stylegan, face_parser, "face parser")
+        device = device_of(G)
+        check_device(device, lpips, "LPIPS model")
+        check_device(device, face_parser, "face parser")
+        names = REFERENCE_NAMES[:len(references)]
         label_set = face_parser.label_set
-        mapping = {**target.mapping, **parse_mapping(appearance, label_set, len(references))}
-        default = target.default_source
-        device = _device_of(G)
-        with torch.inference_mode(False):
-            target_labels = _in_label_set(target.labels, target, label_set, "the target").to(device)
-            sources = [_in_label_set(s, target, label_set, f"labels_{n}")
-                       for s, n in zip(target.sources, SOURCE_NAMES)]
-            embedded = [_embedding(r, stylegan, f"reference_{n}") for r, n in zip(references, SOURCE_NAMES)]
-            for (_, image), labels, name in zip(embedded, sources, SOURCE_NAMES):
-                if tuple(labels.shape) != tuple(image.shape[-2:]):
-                    raise ValueError(f"labels_{name} is {labels.shape[0]}x{labels.shape[1]} but the image of "
-                                     f"reference_{name} is {image.shape[-2]}x{image.shape[-1]}; make the label map "
-                                     f"from the image that was embedded")
-            lenders = set(mapping.values()) - {default}
-            progress = _ProgressBar(steps + lender_steps * len(lenders), "Align")
-            alignment = align_all(G, [image for _, image in embedded], [code for code, _ in embedded], sources,
-                                  target_labels, face_parser, lpips, mapping, default, align_steps=steps,
-                                  lender_align_steps=lender_steps, lr=learning_rate, style_weight=style_weight,
-                                  smooth=smooth, progress=progress)
-        progress.finish()
-        preview = FSCode(alignment.F_mixed, embedded[default][0].ws, embedded[default][0].res)
-        return FSAlignment(stylegan.identity, references, alignment), _render(stylegan, preview)
+        mapping = {**target.mapping, **parse_mapping(appearance, label_set, names)}
+        target_labels = target.in_label_set(target.labels, label_set, "the target").to(device)
+        sources = [target.in_label_set(s, label_set, f"labels_{n}") for s, n in zip(target.sources, names)]
+        embedded = [r.reference(stylegan, f"reference_{n}") for r, n in zip(references, names)]
+        for (_, image), labels, name in zip(embedded, sources, names):
+            if tuple(labels.shape) != tuple(image.shape[-2:]):
+                raise ValueError(f"labels_{name} is {labels.shape[0]}x{labels.shape[1]} but the image of "
+                                 f"reference_{name} is {image.shape[-2]}x{image.shape[-1]}; make the label map "
+                                 f"from the image that was embedded")
+        settings = AlignSettings(steps=steps, lender_steps=lender_steps, lr=learning_rate, style_weight=style_weight,
+                                 smooth=smooth)
+        alignment = align_all(G, [image for _, image in embedded], [code for code, _ in embedded], sources,
+                              target_labels, face_parser, lpips, mapping, target.default_source, settings,
+                              on_step=_progress("Align"))
+        default = embedded[target.default_source][0]
+        preview = FSCode(alignment.F_mixed, default.ws, default.res).render(G)
+        return FSAlignment(stylegan.identity, references, alignment), to_comfy_image(preview)
 
 
 class Blend:
@@ -315,25 +216,21 @@ class Blend:
             "stylegan": (STYLEGAN, {"tooltip": _TOOLTIPS["stylegan"]}),
             "lpips": (LPIPS, {"tooltip": _TOOLTIPS["lpips"]}),
             "alignment": (FS_ALIGNMENT, {"tooltip": "The alignment from Align."}),
-            "steps": _steps(200, "Blending steps (Barbershop: 400)."),
-            "learning_rate": _learning_rate(),
-            "mse_weight": _weight(1.0, "Weight of the squared error next to LPIPS in each region; it holds the "
-                                       "colours (Barbershop: 0, LPIPS alone)."),
+            "steps": _steps(BLEND.steps, "Blending steps (Barbershop: 400)."),
+            "learning_rate": _learning_rate(BLEND.lr),
+            "mse_weight": _weight(BLEND.mse_weight, "Weight of the squared error next to LPIPS in each region; it "
+                                                    "holds the colours (Barbershop: 0, LPIPS alone)."),
         }}
 
     def blend(self, stylegan: StyleGANModel, lpips: torch.nn.Module, alignment: FSAlignment, steps: int,
               learning_rate: float, mse_weight: float):
-        if alignment.generator.fingerprint != stylegan.identity.fingerprint:
-            raise ValueError(f"the alignment was made with generator {alignment.generator} but is used with "
-                             f"{stylegan.identity}; connect the generator it was made with")
+        _check_alignment_generator(alignment, stylegan)
         G = stylegan.generator
-        _check_device(stylegan, lpips, "LPIPS model")
-        progress = _ProgressBar(steps, "Blend")
-        with torch.inference_mode(False):
-            embedded = [_embedding(r, stylegan, f"reference_{n}") for r, n in zip(alignment.references, SOURCE_NAMES)]
-            result = blend_all(G, alignment.alignment, [image for _, image in embedded], [code for code, _ in embedded],
-                               lpips, steps=steps, lr=learning_rate, mse_weight=mse_weight, progress=progress)
-        progress.finish()
+        check_device(device_of(G), lpips, "LPIPS model")
+        embedded = [r.reference(stylegan, f"reference_{n}") for r, n in zip(alignment.references, REFERENCE_NAMES)]
+        settings = BlendSettings(steps=steps, lr=learning_rate, mse_weight=mse_weight)
+        result = blend_all(G, alignment.alignment, [image for _, image in embedded], [code for code, _ in embedded],
+                           lpips, settings, on_step=_progress("Blend"))
         return FSLatent(result.code, stylegan.identity, None), to_comfy_mask(result.changed)
 
 
@@ -367,27 +264,14 @@ class PasteBack:
               boxes: Optional[ImageBoxes] = None):
         # IMAGE values are blended as they are (no conversion to [-1, 1] and back), so pixels away
         # from the edit stay bit-identical to the original.
-        result = composite[..., :3].permute(0, 3, 1, 2)
         photo = original[..., :3].permute(0, 3, 1, 2)
-        edit = from_comfy_mask(changed)
-        if boxes is None:
-            if result.shape[-2:] != photo.shape[-2:]:
-                raise ValueError(f"the composite is {result.shape[-2]}x{result.shape[-1]} but the original "
-                                 f"{photo.shape[-2]}x{photo.shape[-1]}; connect the boxes it was cropped with to "
-                                 f"paste into an uncropped photo")
-            batch = max(result.shape[0], photo.shape[0])
-            pasted = paste_back(result.expand(batch, -1, -1, -1), photo.expand(batch, -1, -1, -1), edit, grow=grow,
-                                soften=soften)
-            return (pasted.permute(0, 2, 3, 1).contiguous(),)
-        boxes.check_image(photo.shape[-2], photo.shape[-1], what="original")
-        batch = photo.shape[0]
-        where = boxes.for_batch(batch)
-        if result.shape[0] not in (1, batch):
-            raise ValueError(f"{result.shape[0]} composites for {batch} originals: give one per original or one")
-        weight = paste_weight(edit, result.shape[-2:], grow=grow, soften=soften)
-        framed, _ = paste(photo, result.expand(batch, -1, -1, -1), where)
-        weight_full, _ = paste(photo.new_zeros(batch, 1, *photo.shape[-2:]), weight.expand(batch, -1, -1, -1), where)
-        return (torch.lerp(photo, framed, weight_full).permute(0, 2, 3, 1).contiguous(),)
+        where = None
+        if boxes is not None:
+            boxes.check_image(photo.shape[-2], photo.shape[-1], what="original")
+            where = boxes.boxes
+        pasted = paste_back(composite[..., :3].permute(0, 3, 1, 2), photo, from_comfy_mask(changed), boxes=where,
+                            grow=grow, soften=soften)
+        return (pasted.permute(0, 2, 3, 1).contiguous(),)
 
 
 NODE_CLASS_MAPPINGS = {

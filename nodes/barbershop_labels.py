@@ -1,42 +1,29 @@
 """ComfyUI nodes for Barbershop's segmentation side: load a face parser, segment images, turn label
 maps into masks and masks into label maps, and compose the target label map of a composite.
 
-Custom types:
-
-``FACE_PARSER``
-    an :class:`insetgan_ops.segmentation.FaceParser` (BiSeNet or the demo parser), frozen.
-``LABEL_MAP``
-    a :class:`LabelMap`: label indices ``[B, H, W]`` with the :class:`~insetgan_ops.segmentation.LabelSet`
-    they index, so a map is never read with another set's names by mistake.
-``BARBERSHOP_TARGET``
-    a :class:`CompositeTarget`: the target label map together with the reference maps and the
-    label-to-reference mapping it was composed from (what Align needs to find each region).
-
-Label maps may come from the parser (Segment) or from any ComfyUI MASK (Label Map from Masks), so
-artists can paint regions or use another segmenter. References are called a, b, c everywhere.
+A label map travels with the label set it indexes (:class:`~.sockets.LabelMap`), and the target
+with the reference maps and mapping it was composed from (:class:`~.sockets.CompositeTarget`,
+what Align needs to find each region). Label maps may come from the parser (Segment) or from any
+ComfyUI MASK (Label Map from Masks), so artists can paint regions or use another segmenter.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import os
-import re
 from typing import Optional
 
 import torch
 from safetensors import SafetensorError, safe_open
 
-from ..insetgan_ops.segmentation import (BARBERSHOP_16, FACE_PARSER_FORMAT_TAG, LABEL_SETS, FaceParser, LabelSet,
-                                         load_face_parser)
-from ..insetgan_ops.target_mask import DEFAULT_FILL_LABELS, compose_target, labels_from_masks
+from ..insetgan_ops.face_parsers import FACE_PARSER_FORMAT_TAG, load_face_parser
+from ..insetgan_ops.segmentation import BARBERSHOP_16, LABEL_SETS, FaceParser
+from ..insetgan_ops.target_mask import (DEFAULT_FILL_LABELS, compose_target, labels_from_masks, parse_mapping,
+                                        source_index)
 from . import comfy_runtime
 from .convert import from_comfy_image, from_comfy_mask, to_comfy_mask
+from .sockets import BARBERSHOP_TARGET, FACE_PARSER, LABEL_MAP, REFERENCE_NAMES, CompositeTarget, LabelMap
 
 CATEGORY = "InsetGAN/Barbershop"
-FACE_PARSER = "FACE_PARSER"
-LABEL_MAP = "LABEL_MAP"
-BARBERSHOP_TARGET = "BARBERSHOP_TARGET"
-SOURCE_NAMES = ("a", "b", "c")
 MASK_SLOTS = 4
 # Every label name of the known label sets, for label pickers (a name must still be in the map's set).
 LABEL_NAMES = tuple(dict.fromkeys(name for s in (BARBERSHOP_16, *LABEL_SETS.values()) for name in s.labels))
@@ -46,103 +33,6 @@ _TOOLTIPS = {
     "labels": "Label names joined by commas (e.g. 'hair' or 'upper_lip, lower_lip, mouth'); the mask is their "
               "union. Names of the label map's set: barbershop-16 or celebamask-hq-19.",
 }
-
-
-@dataclasses.dataclass(frozen=True, eq=False)
-class LabelMap:
-    """What a ``LABEL_MAP`` socket carries: ``labels [B, H, W]`` long (CPU) indexing ``label_set``."""
-
-    labels: torch.Tensor
-    label_set: LabelSet
-
-    def __post_init__(self):
-        self.label_set.check_labels(self.labels)
-        if self.labels.ndim != 3:
-            raise ValueError(f"a label map holds [B, H, W] labels, got {list(self.labels.shape)}")
-        object.__setattr__(self, "labels", self.labels.detach().to("cpu", torch.long))
-
-    def one_map(self, label_set: LabelSet, what: str) -> torch.Tensor:
-        """The map [H, W] of a batch of one, re-indexed into ``label_set`` (e.g. CelebAMask-HQ's 19
-        labels into Barbershop's 16); raises naming ``what`` for batches or unconvertible sets."""
-        if self.labels.shape[0] != 1:
-            raise ValueError(f"{what} holds {self.labels.shape[0]} label maps; a composite takes one image per "
-                             f"reference (pick one image of the batch before segmenting it)")
-        try:
-            return self.label_set.convert(self.labels[0], label_set)
-        except ValueError as e:
-            raise ValueError(f"{what}: {e}. Segment it with a parser of the {label_set.name!r} labels or build it "
-                             f"from masks with that label set") from e
-
-    def preview(self) -> torch.Tensor:
-        """IMAGE [B, H, W, 3]: each label in its colour."""
-        return self.label_set.colorize(self.labels)
-
-    def masks(self, names: str) -> torch.Tensor:
-        """MASK [B, H, W]: the union of the comma-separated label ``names``."""
-        wanted = [n.strip() for n in names.split(",") if n.strip()]
-        if not wanted:
-            raise ValueError(f"no label names given; name one or more of: {', '.join(self.label_set.labels)}")
-        indices = torch.tensor(self.label_set.indices(wanted), dtype=torch.long)
-        return torch.isin(self.labels, indices).float()
-
-
-@dataclasses.dataclass(frozen=True, eq=False)
-class CompositeTarget:
-    """What a ``BARBERSHOP_TARGET`` socket carries: the target ``labels [H, W]`` in ``label_set``,
-    the reference maps ``sources`` (one [H_k, W_k] per reference a, b, c, in ``label_set``) and
-    ``mapping`` ``{label name: reference index}``, the rest coming from ``default_source``."""
-
-    labels: torch.Tensor
-    label_set: LabelSet
-    sources: tuple[torch.Tensor, ...]
-    mapping: dict
-    default_source: int
-
-
-def source_index(name: str, count: int, what: str) -> int:
-    """The index of reference ``name`` ('a', 'b', 'c') among ``count`` connected references."""
-    key = name.strip().lower()
-    names = SOURCE_NAMES[:count]
-    if key not in names:
-        raise ValueError(f"{what}: unknown reference {name.strip()!r}; the connected references are "
-                         f"{', '.join(names)}")
-    return names.index(key)
-
-
-def parse_mapping(text: str, label_set: LabelSet, count: int) -> dict[str, int]:
-    """``"hair: b, hat: b"`` -> ``{"hair": 1, "hat": 1}``; entries split at commas, semicolons or
-    new lines. Raises for a malformed entry, an unknown label (listing the set) or reference."""
-    mapping: dict[str, int] = {}
-    for entry in re.split(r"[,;\n]", text):
-        if not entry.strip():
-            continue
-        label, colon, source = entry.partition(":")
-        if not colon or not label.strip() or not source.strip():
-            raise ValueError(f"mapping entry {entry.strip()!r} must read 'label: reference', e.g. 'hair: b'")
-        label_set.index(label.strip())
-        mapping[label.strip()] = source_index(source, count, f"mapping entry {entry.strip()!r}")
-    return mapping
-
-
-class _LoadedParsers:
-    """Face parsers already loaded, one per file and device, reused while the file is unchanged."""
-
-    def __init__(self):
-        self._entries: dict[tuple[str, str], tuple[int, FaceParser]] = {}
-
-    def get(self, path: str, device: torch.device) -> FaceParser:
-        key, stamp = (path, str(device)), os.stat(path).st_mtime_ns
-        entry = self._entries.get(key)
-        if entry is not None and entry[0] == stamp:
-            return entry[1]
-        # Loaded outside inference mode: Align backpropagates through the parser.
-        with torch.inference_mode(False):
-            parser = load_face_parser(path, device)
-        self._entries[key] = (stamp, parser)
-        return parser
-
-
-LOADED_PARSERS = _LoadedParsers()
 
 
 def _is_face_parser_file(name: str) -> bool:
@@ -189,8 +79,8 @@ class LoadFaceParser:
 
     def load(self, model_name: str, device: str):
         path = comfy_runtime.model_path("face_parsing", model_name)
-        where = comfy_runtime.torch_device() if device == "auto" else torch.device(device)
-        return (LOADED_PARSERS.get(path, where),)
+        where = comfy_runtime.resolve_device(device)
+        return (comfy_runtime.MODELS.get("face_parsing", path, where, lambda: load_face_parser(path, where)),)
 
 
 class Segment:
@@ -213,8 +103,7 @@ class Segment:
         }}
 
     def segment(self, face_parser: FaceParser, image: torch.Tensor, labels: str):
-        device = next(face_parser.parameters()).device
-        parsed = torch.cat([face_parser.parse(from_comfy_image(one[None]).to(device)) for one in image])
+        parsed = torch.cat([face_parser.parse(from_comfy_image(one[None])) for one in image])
         label_map = LabelMap(parsed, face_parser.label_set)
         return label_map, label_map.preview(), to_comfy_mask(label_map.masks(labels))
 
@@ -274,14 +163,7 @@ class LabelMapFromMasks:
         if len(set(names)) != len(names):
             raise ValueError(f"two masks paint the same label ({', '.join(names)}); combine them first "
                              f"(e.g. with MaskComposite, operation 'add')")
-        size = tuple(painted[0][1].shape[-2:]) if base is None else tuple(base.labels.shape[-2:])
-        masks = {name: torch.nn.functional.interpolate(m[:, None], size=size, mode="bilinear",
-                                                       align_corners=False)[:, 0]
-                 for name, m in painted}
-        labels = labels_from_masks(masks, labels_of)
-        if base is not None:
-            claimed = torch.stack(torch.broadcast_tensors(*masks.values())).amax(dim=0) >= 0.5
-            labels = torch.where(claimed, labels, base.labels)
+        labels = labels_from_masks(dict(painted), labels_of, base=None if base is None else base.labels)
         label_map = LabelMap(labels, labels_of)
         return label_map, label_map.preview()
 
@@ -309,7 +191,7 @@ class ComposeTargetMask:
                                               "joined by commas or new lines, e.g. 'hair: b' (hair transfer) or "
                                               "'skin: b, nose: b, eyes: b, brows: b, mouth: b, upper_lip: b, "
                                               "lower_lip: b' (face swap)."}),
-            "default_source": (list(SOURCE_NAMES), {"default": "a",
+            "default_source": (list(REFERENCE_NAMES), {"default": "a",
                                                     "tooltip": "The reference every label not named in "
                                                                "'mapping' comes from."}),
             "fill_labels": ("STRING", {"default": ", ".join(DEFAULT_FILL_LABELS),
@@ -330,12 +212,13 @@ class ComposeTargetMask:
                 override_mask: Optional[torch.Tensor] = None):
         maps = [m for m in (labels_a, labels_b, labels_c) if m is not None]
         label_set = labels_a.label_set
-        sources = tuple(m.one_map(label_set, f"labels_{name}") for m, name in zip(maps, SOURCE_NAMES))
-        chosen = parse_mapping(mapping, label_set, len(maps))
-        default = source_index(default_source, len(maps), "default_source")
+        names = REFERENCE_NAMES[:len(maps)]
+        sources = tuple(m.one_map(label_set, f"labels_{name}") for m, name in zip(maps, names))
+        chosen = parse_mapping(mapping, label_set, names)
+        default = source_index(default_source, names, "default_source")
         if all(index == default for index in chosen.values()):
             raise ValueError(f"mapping {mapping!r} takes no label from a reference other than the default "
-                             f"({SOURCE_NAMES[default]}), so there is nothing to composite; name at least one, "
+                             f"({names[default]}), so there is nothing to composite; name at least one, "
                              f"e.g. 'hair: b'")
         override = None if override_mask is None else {override_label: from_comfy_mask(override_mask)[:, 0]}
         fills = [n.strip() for n in fill_labels.split(",") if n.strip()]

@@ -11,6 +11,9 @@ progress / interrupt   progress is logged at debug level; nothing can interrupt
 model folders          ``$INSETGAN_MODELS_DIR/<folder>/`` and the pack's built-in folders
 input / output         ``$INSETGAN_INPUT_DIR`` / ``$INSETGAN_OUTPUT_DIR``, else ``./input`` / ``./output``
 =====================  =========================================================================
+
+It also holds the one cache of loaded models (:data:`MODELS`) and the one adapter from the
+library's progress protocol to ComfyUI's bar (:class:`ProgressBar`).
 """
 
 from __future__ import annotations
@@ -21,10 +24,11 @@ import os
 import sys
 from pathlib import Path
 from types import ModuleType
-from typing import Optional
+from typing import Any, Callable, Optional
 
 import torch
-from PIL import Image
+
+from .convert import to_pil
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +38,7 @@ MODELS_DIR_ENV = "INSETGAN_MODELS_DIR"
 INPUT_DIR_ENV = "INSETGAN_INPUT_DIR"
 OUTPUT_DIR_ENV = "INSETGAN_OUTPUT_DIR"
 PREVIEW_MAX_SIZE = 512
+PREVIEWS_PER_RUN = 25
 
 # Model folder names this pack registers, each with the folders inside the pack that also serve it
 # (files found there appear by name next to the user's own models, without being copied).
@@ -87,28 +92,61 @@ def throw_if_interrupted() -> None:
         mm.throw_exception_if_processing_interrupted()
 
 
-class Progress:
-    """Progress of a ``total``-step job: ComfyUI's progress bar with an optional preview image.
+class ProgressBar:
+    """The library's progress protocol (:data:`insetgan_ops.optimization.StepCallback`) on ComfyUI's bar.
 
-    ``update(step, preview)`` first lets a pending Cancel interrupt the job (ComfyUI raises its
-    interruption exception), then shows ``step`` of ``total`` and, when given, the preview.
+    Called as ``bar(step, total, preview, stage)``: first lets a pending Cancel interrupt the job
+    (ComfyUI raises its interruption exception), then shows ``step`` of ``total``, with the
+    rendered ``preview()`` about ``previews`` times per run (and at the last step). The bar is
+    made at the first report, with the total the library computed.
     """
 
-    def __init__(self, total: int, label: str = "InsetGAN"):
-        if total < 1:
-            raise ValueError(f"total must be >= 1, got {total}")
-        self.total = int(total)
-        self.label = label
-        utils = _comfy("comfy.utils")
-        self._bar = utils.ProgressBar(self.total) if utils is not None else None
+    def __init__(self, label: str, previews: int = PREVIEWS_PER_RUN):
+        self.label, self.previews = label, max(1, previews)
+        self._bar, self._total = None, None
 
-    def update(self, step: int, preview: Optional[Image.Image] = None) -> None:
+    def __call__(self, step: int, total: int, preview: Callable[[], torch.Tensor], stage: str = "") -> None:
         throw_if_interrupted()
-        step = min(max(int(step), 0), self.total)
-        if self._bar is not None:
-            self._bar.update_absolute(step, self.total, None if preview is None else ("JPEG", preview, PREVIEW_MAX_SIZE))
-        else:
-            log.debug("%s: step %d/%d", self.label, step, self.total)
+        utils = _comfy("comfy.utils")
+        if utils is None:
+            log.debug("%s: %s step %d/%d", self.label, stage, step, total)
+            return
+        if self._bar is None or total != self._total:
+            self._bar, self._total = utils.ProgressBar(total), total
+        every = max(1, total // self.previews)
+        shown = to_pil(preview()) if step % every == 0 or step == total else None
+        self._bar.update_absolute(step, total, None if shown is None else ("JPEG", shown, PREVIEW_MAX_SIZE))
+
+
+class ModelCache:
+    """Models already loaded, one per kind, file and device, reused while the file is unchanged.
+
+    A changed file's old model is dropped before the new one loads, so two copies of a large
+    generator never sit in memory together.
+    """
+
+    def __init__(self):
+        self._entries: dict[tuple[str, str, str], tuple[int, Any]] = {}
+
+    def get(self, kind: str, path: str, device: "str | torch.device", load: Callable[[], Any]) -> Any:
+        """The model of ``kind`` in file ``path`` on ``device``; ``load()`` makes it when needed."""
+        key, stamp = (kind, os.path.abspath(path), str(device)), os.stat(path).st_mtime_ns
+        entry = self._entries.pop(key, None)
+        if entry is not None and entry[0] == stamp:
+            self._entries[key] = entry
+            return entry[1]
+        model = load()
+        self._entries[key] = (stamp, model)
+        return model
+
+
+MODELS = ModelCache()
+"""The models of this ComfyUI session (generators, face parsers, LPIPS)."""
+
+
+def resolve_device(choice: str) -> torch.device:
+    """A node's device choice: ``"auto"`` is ComfyUI's device, anything else that device."""
+    return torch_device() if choice == "auto" else torch.device(choice)
 
 
 def register_model_folders() -> None:

@@ -1,30 +1,26 @@
 """ComfyUI nodes that find, shape and use inset boxes: face detection, manual and mask boxes, box
 tools, content matching, crop, paste and box masks.
 
-Custom types: ``INSETGAN_BOXES`` is an :class:`ImageBoxes` (one box per image of a batch, in pixels
-of the image it was found on, with that image's size, so a box is never used on an image of
-another size by mistake); ``INSETGAN_FACE_DETECTOR`` is an
-:class:`insetgan_ops.detection.FaceDetector` (facenet-pytorch's MTCNN).
+Boxes travel as ``INSETGAN_BOXES`` (:class:`~.sockets.ImageBoxes`: one box per image of a batch,
+in pixels of the image it was found on, with that image's size); the face detector is
+facenet-pytorch's MTCNN (:class:`insetgan_ops.detection.FaceDetector`).
 """
 
 from __future__ import annotations
 
-import dataclasses
 from typing import Optional
 
 import torch
 
 from ..insetgan_ops import boxes as box_ops
 from ..insetgan_ops.box_matching import refine_box_by_content
-from ..insetgan_ops.crop_paste import box_mask, crop, paste
+from ..insetgan_ops.crop_paste import box_mask, crop, outline_mask, paste
 from ..insetgan_ops.detection import SELECTION_POLICIES, FaceDetector
 from . import comfy_runtime
 from .convert import from_comfy_image, from_comfy_mask, to_comfy_image, to_comfy_mask
-from .stylegan_nodes import STYLEGAN, StyleGANModel
+from .sockets import BOXES, FACE_DETECTOR, STYLEGAN, ImageBoxes, StyleGANModel
 
 CATEGORY = "InsetGAN/Boxes"
-BOXES = "INSETGAN_BOXES"
-FACE_DETECTOR = "INSETGAN_FACE_DETECTOR"
 MAX_SIZE = 8192
 _OUTLINE_COLOUR = (1.0, 0.15, 0.1)  # DrawBoxes, in IMAGE values 0..1
 
@@ -34,37 +30,6 @@ _TOOLTIPS = {
     "feather": "Soft edge, in pixels inside the box edge: the mask falls from 1 to 0 over this width. "
                "0 = hard edge (with exact partial coverage of pixels a fractional edge cuts).",
 }
-
-
-@dataclasses.dataclass(frozen=True)
-class ImageBoxes:
-    """What an ``INSETGAN_BOXES`` socket carries: ``boxes [B, 4]`` (x0, y0, x1, y1 in pixels, float32,
-    on the CPU; :mod:`insetgan_ops.boxes`) on images of ``height`` x ``width``."""
-
-    boxes: torch.Tensor
-    height: int
-    width: int
-
-    def __post_init__(self):
-        object.__setattr__(self, "boxes", box_ops.as_boxes(self.boxes).detach().to("cpu", torch.float32).clone())
-        if self.height < 1 or self.width < 1:
-            raise ValueError(f"image size must be positive, got {self.height}x{self.width}")
-
-    @property
-    def batch_size(self) -> int:
-        return self.boxes.shape[0]
-
-    def check_image(self, height: int, width: int, what: str = "image") -> None:
-        """Raises ``ValueError`` unless these boxes were made on a ``height`` x ``width`` image."""
-        if (height, width) != (self.height, self.width):
-            raise ValueError(f"these boxes were made on a {self.height}x{self.width} image (height x width) but the "
-                             f"{what} is {height}x{width}; make the boxes on an image of the {what}'s size")
-
-    def for_batch(self, batch: int, what: str = "images") -> torch.Tensor:
-        """``[batch, 4]``: the boxes, a single box repeated for every image."""
-        if self.batch_size not in (1, batch):
-            raise ValueError(f"{self.batch_size} boxes for {batch} {what}: give one box per image or a single box")
-        return self.boxes.expand(batch, 4)
 
 
 def _image_size(image: torch.Tensor) -> tuple[int, int]:
@@ -106,8 +71,7 @@ class FaceDetectorNode:
 
     def build(self, min_face_size: int, threshold_pnet: float, threshold_rnet: float, threshold_onet: float,
               device: str):
-        where = comfy_runtime.torch_device() if device == "auto" else torch.device(device)
-        return (FaceDetector(where, min_face_size, (threshold_pnet, threshold_rnet, threshold_onet)),)
+        return (FaceDetector(comfy_runtime.resolve_device(device), min_face_size, (threshold_pnet, threshold_rnet, threshold_onet)),)
 
 
 class DetectFaces:
@@ -235,8 +199,7 @@ class AdjustBoxes:
 
     def adjust(self, boxes: ImageBoxes, expand: float, shift_down: float, aspect: str, aspect_ratio: float,
                clamp: str, inset_generator: Optional[StyleGANModel] = None):
-        out = box_ops.expand(boxes.boxes, expand)
-        out = out + out.new_tensor([0.0, 1.0, 0.0, 1.0]) * box_ops.box_sizes(out)[:, 1:2] * shift_down
+        out = box_ops.shift_down(box_ops.expand(boxes.boxes, expand), shift_down)
         if aspect == "square":
             out = box_ops.square(out)
         elif aspect == "ratio":
@@ -328,10 +291,7 @@ class DrawBoxes:
     def draw(self, image: torch.Tensor, boxes: ImageBoxes, thickness: int):
         height, width = _image_size(image)
         boxes.check_image(height, width)
-        outer = boxes.for_batch(image.shape[0])
-        inner = box_ops.boxes_from_center_size(
-            box_ops.box_centers(outer), (box_ops.box_sizes(outer) - 2 * thickness).clamp_min(1e-3))
-        line = (box_mask(outer, height, width) - box_mask(inner, height, width)).clamp(0, 1)[:, 0, :, :, None]
+        line = outline_mask(boxes.for_batch(image.shape[0]), height, width, thickness)[:, 0, :, :, None]
         colour = image.new_tensor(_OUTLINE_COLOUR)
         return (image[..., :3] * (1 - line) + colour * line,)
 

@@ -1,10 +1,9 @@
 """ComfyUI nodes for InsetGAN's loss terms, and the LPIPS model some of them use.
 
-Custom types: ``INSETGAN_LOSSES`` is an :class:`insetgan_ops.losses.LossSet`; each loss node adds its
-term to the set at its optional ``losses`` input and passes the longer set on, so a chain of loss
-nodes wires exactly the terms of an application into Joint Optimize. ``INSETGAN_LPIPS`` is an
-``lpips.LPIPS`` model. Terms name the generators they look at: ``canvas`` is the canvas generator,
-inset names (``face``, ``shoes``) are those given to the Inset nodes.
+Each loss node adds its term to the :class:`insetgan_ops.losses.LossSet` at its optional
+``losses`` input and passes the longer set on, so a chain of loss nodes wires exactly the terms of
+an application into Joint Optimize. Terms name the generators they look at: ``canvas`` is the
+canvas generator, inset names (``face``, ``shoes``) are those given to the Inset nodes.
 
 Defaults are StyleGAN-Human's weights (the set tried most in practice); LPIPS weights default to 0
 because LPIPS needs ImageNet backbone weights the user downloads once (Load LPIPS says which file
@@ -15,16 +14,14 @@ from __future__ import annotations
 
 from typing import Optional
 
-import torch
 from torch import nn
 
 from ..insetgan_ops import losses as loss_terms
-from ..insetgan_ops.lpips_loader import LPIPS_NETS, load_lpips
+from ..insetgan_ops.lpips_loader import LPIPS_NETS, find_backbone_file, load_lpips
 from . import comfy_runtime
+from .sockets import LOSSES, LPIPS
 
 CATEGORY = "InsetGAN/Losses"
-LOSSES = "INSETGAN_LOSSES"
-LPIPS = "INSETGAN_LPIPS"
 MAX_WEIGHT = 1e7
 
 _TOOLTIPS = {
@@ -77,11 +74,10 @@ class LoadLPIPS:
         }}
 
     def load(self, net: str, device: str):
-        where = comfy_runtime.torch_device() if device == "auto" else device
-        # ComfyUI runs nodes under inference_mode; weights made there could never take part in the
-        # backward passes of the optimising nodes, so the model is built outside it.
-        with torch.inference_mode(False):
-            return (load_lpips(net, where, search_dirs=comfy_runtime.model_folders("lpips")),)
+        where, folders = comfy_runtime.resolve_device(device), comfy_runtime.model_folders("lpips")
+        backbone = find_backbone_file(net, folders)
+        return (comfy_runtime.MODELS.get(f"lpips-{net}", str(backbone), where,
+                                         lambda: load_lpips(net, where, search_dirs=folders)),)
 
 
 class CoarseLoss(_LossNode):

@@ -1,75 +1,30 @@
 """ComfyUI nodes for InsetGAN's joint optimisation and for projecting a photo into a generator.
 
-Custom types:
-
-==========================  ======================================================================
-``INSETGAN_BOX_TRACKER``    :class:`BoxTracker`: how an inset's box on the canvas is found, and
-                            found again while the canvas changes (fixed, content matching, MTCNN)
-``INSETGAN_INSETS``         a tuple of :class:`InsetEntry` (one per inset generator: face, shoes)
-``INSETGAN_RESULT``         :class:`OptimizationResult`, everything a Joint Optimize run produced
-==========================  ======================================================================
+An inset's box on the canvas travels as a box tracker (fixed, content matching, MTCNN), the
+insets as a chain of Inset nodes, a run's outcome as ``INSETGAN_RESULT`` (:mod:`.sockets`).
 """
 
 from __future__ import annotations
 
-import dataclasses
-import itertools
-from typing import Callable, Optional
+from typing import Optional
 
 import torch
 from torch import nn
 
 from ..insetgan_ops import box_tracking, joint_optimizer, projection
-from ..insetgan_ops.crop_paste import resize
 from ..insetgan_ops.detection import SELECTION_POLICIES, FaceDetector
 from ..insetgan_ops.latents import MAX_SEED, Latent
 from ..insetgan_ops.losses import LossSet
+from ..insetgan_ops.optimization import MAX_STEPS
 from ..insetgan_ops.plots import loss_curves_tensor
 from . import comfy_runtime
-from .convert import from_comfy_image, from_comfy_mask, to_comfy_image, to_comfy_mask, to_pil
-from .inset_boxes import BOXES, FACE_DETECTOR, ImageBoxes
-from .inset_losses import LOSSES, LPIPS
-from .stylegan_nodes import STYLEGAN, STYLEGAN_LATENT, StyleGANModel
+from .convert import from_comfy_image, from_comfy_mask, to_comfy_image, to_comfy_mask
+from .sockets import (BOX_TRACKER, BOXES, FACE_DETECTOR, INSETS, LOSSES, LPIPS, RESULT, STYLEGAN, STYLEGAN_LATENT,
+                      BoxTracker, ImageBoxes, InsetEntry, JointOptimizeResult, StyleGANModel)
 
 CATEGORY = "InsetGAN/Optimize"
-BOX_TRACKER = "INSETGAN_BOX_TRACKER"
-INSETS = "INSETGAN_INSETS"
-RESULT = "INSETGAN_RESULT"
-MODES = ("joint", "insets only", "canvas only")
-MAX_STEPS = 100_000
 MAX_CANDIDATES = 64
-PREVIEWS_PER_RUN = 25  # composite previews shown during a run (at most one per step)
-
-
-@dataclasses.dataclass(frozen=True)
-class BoxTracker:
-    """What an ``INSETGAN_BOX_TRACKER`` socket carries: the library's box source and, when it starts
-    from given boxes, those boxes (whose image size must be the canvas's)."""
-
-    source: box_tracking.BoxSource
-    start: Optional[ImageBoxes]
-
-
-@dataclasses.dataclass(frozen=True)
-class InsetEntry:
-    """One inset of an ``INSETGAN_INSETS`` socket: the library's spec, the loaded model it came from
-    and the box tracker (for checks against the canvas)."""
-
-    spec: joint_optimizer.InsetSpec
-    model: StyleGANModel
-    tracker: BoxTracker
-
-
-@dataclasses.dataclass(frozen=True)
-class OptimizationResult:
-    """What an ``INSETGAN_RESULT`` socket carries: the library's result and the models by generator name."""
-
-    result: joint_optimizer.InsetResult
-    models: dict[str, StyleGANModel]
-
-    def latent(self, name: str) -> Latent:
-        """The optimised latent of generator ``name``, labelled with its model's file name."""
-        return Latent(self.result.latents[name].ws, self.models[name].identity)
+_PROJECTION = projection.ProjectionSettings()
 
 
 class FixedBoxTracker:
@@ -174,7 +129,7 @@ class Inset:
             "name": ("STRING", {"default": "face", "tooltip": "The inset's name, used by the loss terms (unique)."}),
             "trainable": ("BOOLEAN", {"default": True,
                                       "tooltip": "Off: keep the latent as given (e.g. a projected photo)."}),
-            "learning_rate": ("FLOAT", {"default": 0.02, "min": 0.0001, "max": 1.0, "step": 0.001,
+            "learning_rate": ("FLOAT", {"default": joint_optimizer.INSET_LR, "min": 0.0001, "max": 1.0, "step": 0.001,
                                         "tooltip": "Adam learning rate of the inset's code (StyleGAN-Human: 0.02; "
                                                    "lower to keep a projected photo close)."}),
             "feather": ("FLOAT", {"default": 0.0, "min": 0.0, "max": 1024.0, "step": 0.5,
@@ -200,49 +155,14 @@ class Inset:
         return (tuple(insets) + (InsetEntry(spec, stylegan, box_tracker),),)
 
 
-def _check_setup(canvas: StyleGANModel, insets: tuple, losses: LossSet, candidates: int) -> None:
-    """Errors that would otherwise surface steps into a run (or as a shape error deep inside it)."""
+def _check_start_boxes(canvas: StyleGANModel, insets: tuple, candidates: int) -> None:
+    """Boxes a tracker starts from must be made on the canvas generator's image size, one or one each."""
     G = canvas.generator
-    names = {joint_optimizer.CANVAS, *(entry.spec.name for entry in insets)}
-    device = G.w_avg.device
     for entry in insets:
-        if entry.spec.generator.w_avg.device != device:
-            raise ValueError(f"the canvas generator {canvas.name!r} is on {device} but the inset generator "
-                             f"{entry.model.name!r} is on {entry.spec.generator.w_avg.device}; load both with the "
-                             "same device setting")
         start = entry.tracker.start
-        if start is None:
-            continue
-        start.check_image(G.img_height, G.img_width, what=f"canvas of {canvas.name!r}")
-        start.for_batch(candidates, what=f"candidates (inset {entry.spec.name!r})")
-    for term in losses:
-        network = getattr(term, "lpips", None)
-        if isinstance(network, nn.Module) and next(network.parameters()).device != device:
-            raise ValueError(f"loss term {term.name!r} uses an LPIPS model on {next(network.parameters()).device} "
-                             f"but the generators are on {device}; load LPIPS with the same device setting")
-        for attribute in ("inset", "generator"):
-            target = getattr(term, attribute, None)
-            if isinstance(target, str) and target not in names:
-                raise ValueError(f"loss term {term.name!r} refers to {target!r}, but this optimisation has only "
-                                 f"{sorted(names)}; set the loss node's {attribute} field to one of them")
-
-
-def _side_by_side(images: list[torch.Tensor]) -> torch.Tensor:
-    """Images ``[K, 3, h_i, w_i]`` -> ``[K, 3, h_0, sum w_i']``, each scaled to the first one's height."""
-    height = images[0].shape[2]
-    return torch.cat([img if img.shape[2] == height else
-                      resize(img, (height, max(1, round(img.shape[3] * height / img.shape[2])))) for img in images],
-                     dim=3)
-
-
-def _progress_callback(progress: comfy_runtime.Progress) -> Callable:
-    every = max(1, progress.total // PREVIEWS_PER_RUN)
-
-    def on_step(step: int, total: int, preview: Callable[[], torch.Tensor]) -> None:
-        show = step % every == 0 or step == total
-        progress.update(step, to_pil(preview()) if show else None)
-
-    return on_step
+        if start is not None:
+            start.check_image(G.img_height, G.img_width, what=f"canvas of {canvas.name!r}")
+            start.for_batch(candidates, what=f"candidates (inset {entry.spec.name!r})")
 
 
 class JointOptimize:
@@ -272,19 +192,21 @@ class JointOptimize:
             "insets": (INSETS, {"tooltip": "One or more Inset nodes (chained)."}),
             "losses": (LOSSES, {"tooltip": "The loss terms (chained loss nodes). They name the canvas 'canvas' and "
                                            "the insets by their names."}),
-            "mode": (list(MODES), {"default": "joint",
+            "mode": (list(joint_optimizer.MODES), {"default": "joint",
                                    "tooltip": "joint: optimise the canvas and the trainable insets, alternating; "
                                               "insets only: the canvas stays; canvas only: the insets stay."}),
-            "steps": ("INT", {"default": 200, "min": 1, "max": MAX_STEPS,
+            "steps": ("INT", {"default": joint_optimizer.DEFAULT_STEPS, "min": 1, "max": MAX_STEPS,
                               "tooltip": "Optimisation steps in all. joint: StyleGAN-Human's phases (insets, canvas, "
                                          "then alternating) scaled to this, rounded to a multiple of 27."}),
-            "canvas_learning_rate": ("FLOAT", {"default": 0.05, "min": 0.0001, "max": 1.0, "step": 0.001,
+            "canvas_learning_rate": ("FLOAT", {"default": joint_optimizer.CANVAS_LR, "min": 0.0001, "max": 1.0,
+                                               "step": 0.001,
                                                "tooltip": "Adam learning rate of the canvas code "
                                                           "(StyleGAN-Human: 0.05)."}),
             "seed": ("INT", {"default": 0, "min": 0, "max": MAX_SEED, "control_after_generate": True,
                              "tooltip": "Without a canvas latent, candidate k starts from the truncated random "
                                         "canvas of NVIDIA seed seed + k."}),
-            "truncation_psi": ("FLOAT", {"default": 0.7, "min": 0.0, "max": 1.0, "step": 0.05,
+            "truncation_psi": ("FLOAT", {"default": joint_optimizer.RandomInit().truncation_psi, "min": 0.0,
+                                         "max": 1.0, "step": 0.05,
                                          "tooltip": "Truncation of those random starts (0 = the mean canvas)."}),
             "candidates": ("INT", {"default": 1, "min": 1, "max": MAX_CANDIDATES,
                                    "tooltip": "Independent runs in one batch; results are ranked by final loss."}),
@@ -296,32 +218,20 @@ class JointOptimize:
     def optimize(self, canvas: StyleGANModel, insets: tuple, losses: LossSet, mode: str, steps: int,
                  canvas_learning_rate: float, seed: int, truncation_psi: float, candidates: int,
                  canvas_latent: Optional[Latent] = None):
-        if mode not in MODES:
-            raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
-        _check_setup(canvas, insets, losses, candidates)
+        _check_start_boxes(canvas, insets, candidates)
         if canvas_latent is not None:
             canvas_latent.check_generator(canvas.identity)
         init = canvas_latent if canvas_latent is not None else joint_optimizer.RandomInit(seed, truncation_psi)
-        canvas_spec = joint_optimizer.CanvasSpec(canvas.generator, init, canvas_learning_rate,
-                                                 trainable=mode != "insets only")
-        specs = [dataclasses.replace(entry.spec, trainable=False) if mode == "canvas only" else entry.spec
-                 for entry in insets]
-        schedule = joint_optimizer.default_schedule(canvas_spec.trainable, any(s.trainable for s in specs), steps)
-        progress = comfy_runtime.Progress(sum(phase.steps for phase in schedule), "Joint Optimize")
-        progress.update(0)
-        result = joint_optimizer.optimize(canvas_spec, specs, losses, candidates=candidates, schedule=schedule,
-                                          on_step=_progress_callback(progress))
+        canvas_spec, specs = joint_optimizer.apply_mode(
+            joint_optimizer.CanvasSpec(canvas.generator, init, canvas_learning_rate), [e.spec for e in insets], mode)
+        result = joint_optimizer.optimize(canvas_spec, specs, losses, candidates=candidates, steps=steps,
+                                          on_step=comfy_runtime.ProgressBar("Joint Optimize"))
         comfy_runtime.soft_empty_cache()
         models = {joint_optimizer.CANVAS: canvas, **{entry.spec.name: entry.model for entry in insets}}
-        out = OptimizationResult(result, models)
-        alpha = torch.ones_like(result.composite[:, :1])
-        for mask in result.masks.values():
-            alpha = alpha * (1 - mask)
-        boundaries = list(itertools.accumulate(phase.steps for phase in result.phases))[:-1]
-        plot = loss_curves_tensor(result.history, boundaries=boundaries, title="Joint Optimize loss")
-        return (to_comfy_image(result.composite), to_comfy_image(result.canvas),
-                to_comfy_image(_side_by_side([result.insets[s.name] for s in specs])), to_comfy_mask(1 - alpha),
-                to_comfy_image(plot), out.latent(joint_optimizer.CANVAS), out)
+        out = JointOptimizeResult(result, models)
+        plot = loss_curves_tensor(result.history, boundaries=result.phase_boundaries, title="Joint Optimize loss")
+        return (to_comfy_image(result.composite), to_comfy_image(result.canvas), to_comfy_image(result.inset_strip()),
+                to_comfy_mask(result.inset_mask), to_comfy_image(plot), out.latent(joint_optimizer.CANVAS), out)
 
 
 class InsetResult:
@@ -340,7 +250,7 @@ class InsetResult:
             "name": ("STRING", {"default": "face", "tooltip": "The inset's name, as given to its Inset node."}),
         }}
 
-    def take(self, result: OptimizationResult, name: str):
+    def take(self, result: JointOptimizeResult, name: str):
         found = result.result
         if name not in found.insets:
             raise ValueError(f"no inset named {name!r} in this result; its insets are {sorted(found.insets)}")
@@ -365,12 +275,14 @@ class ProjectImage:
         return {"required": {
             "stylegan": (STYLEGAN, {"tooltip": "The generator to project into (e.g. the face model)."}),
             "image": ("IMAGE", {"tooltip": "The images to reproduce; their aspect must be the generator's."}),
-            "steps": ("INT", {"default": 300, "min": 1, "max": MAX_STEPS, "tooltip": "Optimisation steps."}),
-            "learning_rate": ("FLOAT", {"default": 0.05, "min": 0.0001, "max": 1.0, "step": 0.001,
+            "steps": ("INT", {"default": _PROJECTION.steps, "min": 1, "max": MAX_STEPS,
+                              "tooltip": "Optimisation steps."}),
+            "learning_rate": ("FLOAT", {"default": _PROJECTION.lr, "min": 0.0001, "max": 1.0, "step": 0.001,
                                         "tooltip": "Adam learning rate (with warm-up and cosine ramp-down)."}),
-            "perceptual_weight": ("FLOAT", {"default": 1.0, "min": 0.0, "max": 100.0, "step": 0.01,
+            "perceptual_weight": ("FLOAT", {"default": _PROJECTION.perceptual_weight, "min": 0.0, "max": 100.0,
+                                            "step": 0.01,
                                             "tooltip": "Weight of LPIPS (used when an LPIPS model is connected)."}),
-            "prior_weight": ("FLOAT", {"default": 1e-3, "min": 0.0, "max": 10.0, "step": 1e-4,
+            "prior_weight": ("FLOAT", {"default": _PROJECTION.prior_weight, "min": 0.0, "max": 10.0, "step": 1e-4,
                                        "tooltip": "Pull towards the generator's typical latents: higher stays more "
                                                   "natural, lower reproduces more exactly."}),
         }, "optional": {
@@ -384,13 +296,10 @@ class ProjectImage:
                 mask: Optional[torch.Tensor] = None, init_latent: Optional[Latent] = None):
         settings = projection.ProjectionSettings(steps=steps, lr=learning_rate, perceptual_weight=perceptual_weight,
                                                  prior_weight=prior_weight)
-        progress = comfy_runtime.Progress(steps, "Project Image")
-        progress.update(0)
-        with torch.inference_mode(False):
-            target = from_comfy_image(image).clone()
-            weights = None if mask is None else from_comfy_mask(mask).clone()
-            found = projection.project(stylegan.generator, target, settings, mask=weights, perceptual=lpips,
-                                       init=init_latent, on_step=_progress_callback(progress), name=stylegan.name)
+        weights = None if mask is None else from_comfy_mask(mask)
+        found = projection.project(stylegan.generator, from_comfy_image(image), settings, mask=weights,
+                                   perceptual=lpips, init=init_latent, name=stylegan.name,
+                                   on_step=comfy_runtime.ProgressBar("Project Image"))
         plot = loss_curves_tensor(found.losses, title="Project Image loss")
         return found.latent, to_comfy_image(found.image), to_comfy_image(plot)
 

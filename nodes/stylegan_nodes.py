@@ -1,15 +1,12 @@
 """ComfyUI nodes for single StyleGAN2 generators: load, sample / average / mix latents, synthesise,
 save and load latents.
 
-Custom types: ``STYLEGAN`` is a :class:`StyleGANModel` (a loaded generator with its file name and
-identity); ``STYLEGAN_LATENT`` is an :class:`insetgan_ops.latents.Latent`, which remembers its
-generator, so a latent fed to another generator fails with a clear message instead of rendering
-noise.
+A ``STYLEGAN_LATENT`` remembers its generator (:class:`insetgan_ops.latents.Latent`), so a latent
+fed to another generator fails with a clear message instead of rendering noise.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import os
 from typing import Optional
 
@@ -18,13 +15,12 @@ from safetensors import SafetensorError, safe_open
 
 from ..insetgan_ops import latents
 from ..insetgan_ops.checkpoints import load_generator
-from ..insetgan_ops.generator import NOISE_MODES, Generator
+from ..insetgan_ops.generator import NOISE_MODES
 from . import comfy_runtime
-from .convert import to_comfy_image, to_pil
+from .convert import to_comfy_image
+from .sockets import STYLEGAN, STYLEGAN_LATENT, StyleGANModel
 
 CATEGORY = "InsetGAN/StyleGAN"
-STYLEGAN = "STYLEGAN"
-STYLEGAN_LATENT = "STYLEGAN_LATENT"
 LATENT_EXTENSION = ".safetensors"
 MAX_BATCH = 64
 MAX_LAYERS = 32  # more W+ layers than any StyleGAN2 has (18 at 1024, 20 at 2048)
@@ -39,41 +35,15 @@ _TOOLTIPS = {
 }
 
 
-@dataclasses.dataclass(frozen=True, eq=False)
-class StyleGANModel:
-    """What a ``STYLEGAN`` socket carries: the generator, its file and its identity."""
+def load_stylegan(model_name: str, device: torch.device) -> StyleGANModel:
+    """The generator file ``model_name`` of models/stylegan on ``device``, from :data:`comfy_runtime.MODELS`."""
+    path = comfy_runtime.model_path("stylegan", model_name)
 
-    generator: Generator
-    identity: latents.GeneratorIdentity
-    path: str
+    def load() -> StyleGANModel:
+        G = load_generator(path, device)
+        return StyleGANModel(G, latents.GeneratorIdentity.of(G, model_name), path)
 
-    @property
-    def name(self) -> str:
-        return self.identity.name
-
-
-class _LoadedGenerators:
-    """Generators already loaded, one per file and device, reused while the file is unchanged."""
-
-    def __init__(self):
-        self._entries: dict[tuple[str, str], tuple[int, StyleGANModel]] = {}
-
-    def get(self, path: str, name: str, device: torch.device) -> StyleGANModel:
-        key, mtime = (path, str(device)), os.stat(path).st_mtime_ns
-        entry = self._entries.pop(key, None)  # a changed file's old weights are freed before loading
-        if entry is not None and entry[0] == mtime:
-            self._entries[key] = entry
-            return entry[1]
-        # ComfyUI runs nodes under inference_mode; weights made there could never take part in a
-        # backward pass (the optimisation nodes need one through the generator).
-        with torch.inference_mode(False):
-            G = load_generator(path, device)
-            model = StyleGANModel(G, latents.GeneratorIdentity.of(G, name), path)
-        self._entries[key] = (mtime, model)
-        return model
-
-
-LOADED_GENERATORS = _LoadedGenerators()
+    return comfy_runtime.MODELS.get("stylegan", path, device, load)
 
 
 def _is_generator_file(name: str) -> bool:
@@ -87,10 +57,6 @@ def _is_generator_file(name: str) -> bool:
             return any(k.startswith(("synthesis.", "G.synthesis.")) for k in f.keys())
     except (SafetensorError, OSError, ValueError):
         return False
-
-
-def _resolve_device(choice: str) -> torch.device:
-    return comfy_runtime.torch_device() if choice == "auto" else torch.device(choice)
 
 
 class LoadStyleGAN:
@@ -121,8 +87,7 @@ class LoadStyleGAN:
             return float("nan")  # never equal to itself: the node runs and reports the problem
 
     def load(self, model_name: str, device: str):
-        path = comfy_runtime.model_path("stylegan", model_name)
-        return (LOADED_GENERATORS.get(path, model_name, _resolve_device(device)),)
+        return (load_stylegan(model_name, comfy_runtime.resolve_device(device)),)
 
 
 class SampleLatent:
@@ -248,14 +213,8 @@ class Synthesize:
 
     def synthesize(self, stylegan: StyleGANModel, latent: latents.Latent, noise_mode: str, noise_seed: int,
                    strict: bool):
-        progress = comfy_runtime.Progress(latent.batch_size, "Synthesize")
-
-        def show(i: int, img: torch.Tensor) -> None:
-            progress.update(i + 1, to_pil(img))
-
-        progress.update(0)
         images = latents.synthesize(stylegan.generator, latent, noise_mode, noise_seed, strict=strict,
-                                    name=stylegan.name, on_image=show)
+                                    name=stylegan.name, on_step=comfy_runtime.ProgressBar("Synthesize"))
         return (to_comfy_image(images),)
 
 

@@ -10,13 +10,15 @@ import pytest
 import torch
 
 from insetgan_ops.checkpoints import load_generator
-from insetgan_ops.demo.barbershop_eval import (DEMO_FACE_GENERATOR, MAX_HAIR_IOU, evaluate, hair_pairs,
+from insetgan_ops.demo.barbershop_eval import (DEMO_FACE_GENERATOR, MAX_HAIR_IOU, Schedule, evaluate, hair_pairs,
                                                label_agreement, lpips_for_evaluation, masked_l1, psnr, sheet_image,
                                                transfer_hair)
 from insetgan_ops.demo.renderer import render_faces
-from insetgan_ops.demo.segmenter import load_segmenter
+from insetgan_ops.demo.segmenter import DEMO_FACE_PARSER
+from insetgan_ops.face_parsers import load_face_parser
+from insetgan_ops.fs_compositor import AlignSettings, BlendSettings, EmbedSettings
 
-SHORT = {"w_steps": 12, "fs_steps": 6, "align_steps": 5, "lender_align_steps": 4, "blend_steps": 5}
+SHORT = Schedule(EmbedSettings(w_steps=12, fs_steps=6), AlignSettings(steps=5, lender_steps=4), BlendSettings(steps=5))
 
 
 @pytest.fixture(scope="module")
@@ -24,7 +26,7 @@ def models():
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # networks this small run fastest on one thread
     G = load_generator(DEMO_FACE_GENERATOR).eval().requires_grad_(False)
-    yield G, load_segmenter(), lpips_for_evaluation()[0]
+    yield G, load_face_parser(DEMO_FACE_PARSER), lpips_for_evaluation()[0]
     torch.set_num_threads(threads)
 
 
@@ -64,7 +66,7 @@ def test_pairs_have_differing_hair():
 def test_transfer_counts_its_steps_and_repeats_exactly(models):
     G, parser, lpips_model = models
     faces = render_faces(2, 5)["image"]
-    runs = [transfer_hair(G, parser, lpips_model, faces[:1], faces[1:], **SHORT) for _ in range(2)]
+    runs = [transfer_hair(G, parser, lpips_model, faces[:1], faces[1:], SHORT) for _ in range(2)]
     assert runs[0]["steps"] == {"embed W+": 24, "embed FS": 12, "align": 9, "blend": 5}
     assert torch.equal(runs[0]["images"], runs[1]["images"])
     for key in ("hair_agreement", "label_agreement", "outside_l1", "outside_lpips"):
@@ -74,7 +76,7 @@ def test_transfer_counts_its_steps_and_repeats_exactly(models):
 def test_evaluation_runs_on_the_demo_models(models):
     G, parser, lpips_model = models
     figures, images = evaluate(G, parser, lpips_model, pairs=1, schedule=SHORT,
-                               compare_with={"w_steps": 2, "fs_steps": 1})
+                               compare_with=EmbedSettings(w_steps=2, fs_steps=1))
     assert images.shape == (5, 3, 64, 64)
     assert sheet_image(images, zoom=2).size == (2 * (5 * 66 + 2), 2 * 68)
     row = figures["pairs"][0]

@@ -37,14 +37,15 @@ def test_plain_device_progress_and_interrupt(runtime, no_comfy, caplog):
     assert not runtime.in_comfyui()
     expected = "cuda" if torch.cuda.is_available() else "mps" if torch.backends.mps.is_available() else "cpu"
     assert runtime.torch_device().type == expected
+    assert runtime.resolve_device("cpu") == torch.device("cpu")
     runtime.throw_if_interrupted()
     runtime.soft_empty_cache()
-    progress = runtime.Progress(3, "job")
+    rendered = []
+    bar = runtime.ProgressBar("job")
     with caplog.at_level("DEBUG", logger=runtime.__name__):
-        progress.update(2, Image.new("RGB", (4, 4)))
-    assert "job: step 2/3" in caplog.text
-    with pytest.raises(ValueError, match="total"):
-        runtime.Progress(0)
+        bar(2, 3, lambda: rendered.append(1), "embed W+")
+    assert "job: embed W+ step 2/3" in caplog.text
+    assert rendered == []  # without ComfyUI no preview is rendered
 
 
 def test_plain_model_folders(runtime, no_comfy, monkeypatch, tmp_path):
@@ -127,13 +128,37 @@ def test_comfy_progress_preview_and_cancel(runtime, fake_comfy):
     assert runtime.torch_device() == torch.device("cpu")
     runtime.soft_empty_cache()
     assert ("soft_empty_cache",) in fake_comfy.calls
-    picture = Image.new("RGB", (8, 8))
-    progress = runtime.Progress(4)
-    progress.update(1)
-    progress.update(9, picture)
-    assert fake_comfy.calls[-3:] == [("ProgressBar", 4), ("update_absolute", 1, 4, None),
-                                     ("update_absolute", 4, 4, ("JPEG", picture, 512))]
+    image = torch.zeros(1, 3, 8, 8)
+    bar = runtime.ProgressBar("job", previews=2)
+    for step in range(1, 5):
+        bar(step, 4, lambda: image, "blend")
+    updates = [c for c in fake_comfy.calls if c[0] in ("ProgressBar", "update_absolute")]
+    assert [u[:3] for u in updates] == [("ProgressBar", 4), ("update_absolute", 1, 4), ("update_absolute", 2, 4),
+                                        ("update_absolute", 3, 4), ("update_absolute", 4, 4)]
+    previews = [u[3] for u in updates[1:]]
+    assert previews[0] is None and previews[2] is None  # every second step shows the image (2 per run)
+    assert previews[1][0] == "JPEG" and isinstance(previews[1][1], Image.Image) and previews[1][2] == 512
+    bar(1, 7, lambda: image, "blend")  # a new total (the next part of a job) gets a new bar
+    assert ("ProgressBar", 7) in fake_comfy.calls
     fake_comfy.interrupted = True
+    calls = len(fake_comfy.calls)
     with pytest.raises(InterruptProcessingException):
-        progress.update(2)
-    assert fake_comfy.calls[-1] == ("update_absolute", 4, 4, ("JPEG", picture, 512))  # no update after Cancel
+        bar(2, 7, lambda: image, "blend")
+    assert len(fake_comfy.calls) == calls  # no update after Cancel
+
+
+def test_model_cache_reuses_until_the_file_changes(runtime, tmp_path):
+    path = tmp_path / "model.bin"
+    _touch(path, b"one")
+    cache, loads = runtime.ModelCache(), []
+
+    def load():
+        loads.append(path.read_bytes())
+        return object()
+
+    first = cache.get("stylegan", str(path), "cpu", load)
+    assert cache.get("stylegan", str(path), "cpu", load) is first and len(loads) == 1
+    assert cache.get("stylegan", str(path), "meta", load) is not first  # another device: another model
+    assert cache.get("face_parsing", str(path), "cpu", load) is not first  # another kind of model
+    os.utime(path, ns=(1, 1))
+    assert cache.get("stylegan", str(path), "cpu", load) is not first and len(loads) == 4

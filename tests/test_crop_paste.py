@@ -2,7 +2,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from insetgan_ops.crop_paste import box_mask, crop, crop_many, paste, resize
+from insetgan_ops.crop_paste import box_mask, crop, outline_mask, paste
 
 
 def ramp(height=32, width=32, a=0.1, b=0.05, batch=1, dtype=torch.float32):
@@ -52,16 +52,6 @@ def test_antialiasing_suppresses_aliasing_of_fine_detail():
     # The last row and column reach half a pixel past the image, where edge pixels repeat.
     assert crop(checker, box, (8, 8))[..., :-1, :-1].abs().max() < 1e-5
     assert crop(checker, box, (8, 8), antialias=False).abs().max() > 0.99
-
-
-def test_crop_many_matches_individual_crops():
-    img = smooth_image(48, 40, batch=2)
-    boxes = torch.tensor([[[1.5, 2.0, 20.0, 30.0], [10.0, 10.0, 40.0, 48.0], [0.0, 0.0, 8.0, 8.0]],
-                          [[4.0, 4.0, 12.0, 12.0], [0.25, 3.0, 39.5, 47.0], [20.0, 1.0, 36.0, 21.0]]])
-    many = crop_many(img, boxes, (12, 10))
-    assert many.shape == (2, 3, 3, 12, 10)
-    for n in range(3):
-        torch.testing.assert_close(many[:, n], crop(img, boxes[:, n], (12, 10)), atol=1e-6, rtol=0)
 
 
 def test_crop_gradient_with_respect_to_box_matches_finite_differences():
@@ -172,9 +162,11 @@ def test_paste_is_differentiable_in_inset_and_box():
     assert inset.grad.abs().sum() > 0 and box.grad.abs().sum() > 0
 
 
-def test_resize_keeps_constant_images_constant():
-    img = torch.full((2, 3, 30, 20), 0.25)
-    torch.testing.assert_close(resize(img, (7, 11)), torch.full((2, 3, 7, 11), 0.25))
+def test_outline_mask_covers_a_band_inside_the_box_edge():
+    outline = outline_mask(torch.tensor([[2.0, 2.0, 10.0, 8.0]]), 12, 12, thickness=2)
+    assert outline.shape == (1, 1, 12, 12)
+    assert outline[0, 0, 2:4, 2:10].eq(1).all() and outline[0, 0, 4:6, 4:8].eq(0).all()
+    assert outline[0, 0, :2].eq(0).all() and outline[0, 0, :, 10:].eq(0).all()
 
 
 def test_bad_inputs_are_named():

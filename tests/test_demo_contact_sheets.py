@@ -7,7 +7,7 @@ import torch
 
 from insetgan_ops.demo.contact_sheets import colourise, main, renderer_sheet, segmenter_sheet
 from insetgan_ops.demo.renderer import BODY_SIZE, FACE_SIZE, SHOE_SIZE, render_faces
-from insetgan_ops.demo.segmenter import DemoFaceParser, SegmenterConfig, save_segmenter
+from insetgan_ops.face_parsers import UNetConfig, UNetFaceParser, save_face_parser
 from insetgan_ops.segmentation import BARBERSHOP_16
 
 PAD = 2
@@ -31,13 +31,13 @@ def test_colourise_uses_the_label_set_colours():
 
 
 def test_segmenter_sheet_with_generated_faces_and_the_cli(tmp_path):
-    parser = DemoFaceParser(SegmenterConfig(channels=(4, 8))).eval()
+    parser = UNetFaceParser(UNetConfig(channels=(4, 8))).eval()
     generated = render_faces(2, 7)["image"]
     sheet = segmenter_sheet(parser, count=2, generated=generated, zoom=1)
     row = FACE_SIZE[0] + 2 * PAD
     assert sheet.size == (2 * (FACE_SIZE[1] + PAD) + PAD, 5 * row + 3 * PAD)
     weights = tmp_path / "parser.safetensors"
-    save_segmenter(parser, weights)
+    save_face_parser(parser, weights)
     assert main(["--out", str(tmp_path / "sheets"), "--parser", str(weights), "--count", "2"]) == 0
     assert (tmp_path / "sheets" / "demo_renderer.png").stat().st_size > 0
     assert (tmp_path / "sheets" / "demo_segmenter.png").stat().st_size > 0

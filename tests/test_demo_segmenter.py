@@ -8,17 +8,14 @@ import json
 import pytest
 import torch
 from safetensors import safe_open
-from safetensors.torch import save_file
 
-from insetgan_ops.checkpoints import CheckpointError
 from insetgan_ops.demo.renderer import RENDERED_LABELS, render_faces
-from insetgan_ops.demo.segmenter import (
-    DEMO_FACE_PARSER, HELD_OUT_SEED, DemoFaceParser, SegmenterConfig, confusion_matrix, evaluate, iou_per_label,
-    load_segmenter, save_segmenter, train_segmenter,
-)
-from insetgan_ops.segmentation import BARBERSHOP_16, FaceParser, load_face_parser
+from insetgan_ops.demo.segmenter import (DEMO_FACE_PARSER, HELD_OUT_SEED, confusion_matrix, evaluate, iou_per_label,
+                                         train_segmenter)
+from insetgan_ops.face_parsers import UNetConfig, UNetFaceParser, load_face_parser
+from insetgan_ops.segmentation import BARBERSHOP_16, FaceParser
 
-TINY = SegmenterConfig(channels=(4, 8))
+TINY = UNetConfig(channels=(4, 8))
 
 
 @pytest.fixture(scope="module")
@@ -27,7 +24,7 @@ def shipped():
 
 
 def test_shipped_weights_load_through_the_face_parser_loader(shipped):
-    assert isinstance(shipped, DemoFaceParser) and isinstance(shipped, FaceParser)
+    assert isinstance(shipped, UNetFaceParser) and isinstance(shipped, FaceParser)
     assert shipped.label_set == BARBERSHOP_16
     assert not shipped.training
     assert not any(p.requires_grad for p in shipped.parameters())
@@ -69,43 +66,6 @@ def test_interface_any_size_in_logits_and_labels_out(shipped):
     assert x.grad is not None and x.grad.abs().sum() > 0
 
 
-def test_save_load_round_trip(tmp_path):
-    torch.manual_seed(0)
-    parser = DemoFaceParser(TINY).eval()
-    path = tmp_path / "tiny.safetensors"
-    save_segmenter(parser, path, {"note": "untrained"})
-    loaded = load_face_parser(path)
-    assert isinstance(loaded, DemoFaceParser) and loaded.config == TINY
-    img = render_faces(2, 0)["image"]
-    assert torch.equal(parser(img), loaded(img))
-
-
-def test_bad_files_raise_checkpoint_errors_naming_the_problem(tmp_path):
-    path = tmp_path / "p.safetensors"
-    save_segmenter(DemoFaceParser(TINY), path)
-    truncated = tmp_path / "truncated.safetensors"
-    truncated.write_bytes(path.read_bytes()[:200])
-    with pytest.raises(CheckpointError, match="cannot read the face parser"):
-        load_segmenter(truncated)
-    other = tmp_path / "other.safetensors"
-    save_file({"w": torch.zeros(2)}, str(other), metadata={"format": "insetgan-face-parser", "arch": "bisenet"})
-    with pytest.raises(CheckpointError, match="not a demo face parser"):
-        load_segmenter(other)
-    mismatched = tmp_path / "mismatched.safetensors"
-    with safe_open(str(path), framework="pt") as f:
-        metadata = dict(f.metadata())
-        tensors = {k: f.get_tensor(k) for k in f.keys()}
-    metadata["config"] = SegmenterConfig(channels=(4, 16)).to_json()
-    save_file(tensors, str(mismatched), metadata=metadata)
-    with pytest.raises(CheckpointError, match="do not match the config"):
-        load_segmenter(mismatched)
-
-
-def test_config_rejects_sizes_that_do_not_halve():
-    with pytest.raises(ValueError, match="divisible"):
-        SegmenterConfig(input_size=60, channels=(4, 8, 16))
-
-
 def test_iou_counts():
     target = torch.tensor([[0, 0, 1, 1], [2, 2, 2, 0]])
     pred = torch.tensor([[0, 1, 1, 1], [2, 2, 0, 0]])
@@ -121,7 +81,7 @@ def test_training_is_seeded_and_writes_a_loadable_file(tmp_path):
         state = torch.random.get_rng_state()
         train_segmenter(path, steps=2, seed=3, batch=4, config=TINY, eval_faces=8, log=lines.append)
         assert torch.equal(torch.random.get_rng_state(), state)  # the caller's RNG is left alone
-    assert torch.equal(load_segmenter(a).classifier.weight, load_segmenter(b).classifier.weight)
+    assert torch.equal(load_face_parser(a).classifier.weight, load_face_parser(b).classifier.weight)
     assert any("held-out mean IoU" in line for line in lines)
     with safe_open(str(a), framework="pt") as f:
         training = json.loads(f.metadata()["training"])

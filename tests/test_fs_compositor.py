@@ -8,9 +8,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from insetgan_ops.fs_compositor import (CompositeRegions, FSCode, align, align_all, blend, composite,
-                                        default_fs_resolution, embed, masked_lpips, masked_mse, masked_style_loss,
-                                        mix_structures, paste_back)
+from insetgan_ops.fs_compositor import (AlignSettings, BlendSettings, CompositeRegions, EmbedSettings, FSCode, align,
+                                        align_all, blend, composite, default_fs_resolution, embed, masked_lpips,
+                                        masked_mse, masked_style_loss, mix_structures, paste_back)
 from insetgan_ops.generator import Generator, GeneratorConfig, ws_before
 from insetgan_ops.segmentation import FaceParser, LabelSet
 from insetgan_ops.target_mask import compose_target
@@ -60,10 +60,12 @@ def test_default_fs_resolution_is_32_at_1024_and_a_quarter_below_128(G):
 def test_embed_reduces_the_error_in_both_stages(G, lpips_model):
     _, image = generated(G, seed=1)
     errors: dict[str, list[float]] = {}
-    code = embed(G, image, lpips_model, w_steps=12, fs_steps=12, lr=0.05,
-                 progress=lambda stage, step, total, preview: errors.setdefault(stage, []).append(
-                     mse(preview(), image)))
+    steps = []
+    code = embed(G, image, lpips_model, EmbedSettings(w_steps=12, fs_steps=12, lr=0.05),
+                 on_step=lambda step, total, preview, stage: (steps.append((step, total)), errors.setdefault(
+                     stage, []).append(mse(preview(), image))))
     assert len(errors["embed W+"]) == 12 and len(errors["embed FS"]) == 12
+    assert steps == [(step, 24) for step in range(1, 25)]  # one count over both stages
     assert errors["embed W+"][-1] < 0.7 * errors["embed W+"][0]
     assert errors["embed FS"][-1] < errors["embed FS"][0]
     assert code.F.shape == (1, 32, 16, 16) and code.ws.shape == (1, 10, 32) and code.res == 16
@@ -74,7 +76,7 @@ def test_the_F_term_keeps_F_near_its_initial_value(G, lpips_model):
     _, image = generated(G, seed=2)
     distances = []
     for f_weight in (0.0, 1e3):
-        code = embed(G, image, lpips_model, w_steps=1, fs_steps=8, lr=0.05, f_weight=f_weight)
+        code = embed(G, image, lpips_model, EmbedSettings(w_steps=1, fs_steps=8, lr=0.05, f_weight=f_weight))
         F_init, _ = G.synthesis.features(code.ws[:, :ws_before(16)], 16)
         distances.append((code.F - F_init).square().mean().item())
     assert distances[1] < 0.2 * distances[0]
@@ -120,8 +122,8 @@ def test_align_moves_only_the_first_codes_towards_the_target_labels(G):
     target[16:48, 16:48] = LABELS.index("skin")
     target[:16, 8:56] = LABELS.index("hair")
     losses = []
-    aligned = align(G, code, target, parser, steps=15, lr=0.1,
-                    progress=lambda stage, step, total, preview: losses.append(
+    aligned = align(G, code, target, parser, AlignSettings(steps=15, lr=0.1),
+                    on_step=lambda step, total, preview, stage: losses.append(
                         F.cross_entropy(parser(preview()), target[None]).item()))
     assert losses[-1] < 0.8 * losses[0]
     assert torch.equal(aligned.ws[:, 4:], ws[:, 4:]) and not torch.equal(aligned.ws[:, :4], ws[:, :4])
@@ -131,7 +133,7 @@ def test_align_moves_only_the_first_codes_towards_the_target_labels(G):
     rendered_loss = lambda c: F.cross_entropy(parser(c.render(G)), target[None]).item()  # noqa: E731
     assert rendered_loss(aligned) < 0.8 * rendered_loss(code)
     with pytest.raises(ValueError, match="align_codes must lie in 1..5"):
-        align(G, code, target, parser, steps=1, align_codes=6)
+        align(G, code, target, parser, AlignSettings(steps=1, align_codes=6))
 
 
 def test_regions_and_structure_mix_take_each_area_from_its_source():
@@ -167,7 +169,8 @@ def test_blend_moves_appearance_towards_the_lender_within_bounds(G, lpips_model)
     (ws0, image0), (ws1, image1) = generated(G, seed=8), generated(G, seed=9)
     codes = [FSCode(G.synthesis.features(w[:, :5], 16)[0], w, 16) for w in (ws0, ws1)]
     everywhere = torch.ones(1, 1, 64, 64)
-    S = blend(G, codes[0].F, codes, [image0, image1], [None, everywhere], 0, lpips_model, steps=8, lr=0.15)
+    S = blend(G, codes[0].F, codes, [image0, image1], [None, everywhere], 0, lpips_model,
+              BlendSettings(steps=8, lr=0.15))
     u = (S - codes[0].S) / (codes[1].S - codes[0].S)
     assert S.shape == codes[0].S.shape
     assert u.min() >= -1e-5 and u.max() <= 1 + 1e-5 and u.max() > 0.5
@@ -195,8 +198,8 @@ def test_the_blend_squared_error_pulls_the_colours_towards_the_references(G, lpi
     right[..., 32:] = 1
     errors = []
     for mse_weight in (0.0, 100.0):
-        S = blend(G, codes[0].F, codes, [image0, image1], [1 - right, right], 0, lpips_model, steps=8, lr=0.15,
-                  mse_weight=mse_weight)
+        S = blend(G, codes[0].F, codes, [image0, image1], [1 - right, right], 0, lpips_model,
+                  BlendSettings(steps=8, lr=0.15, mse_weight=mse_weight))
         image = FSCode(codes[0].F, torch.cat([ws0[:, :5], S], dim=1), 16).render(G)
         errors.append((masked_mse(image, image0, 1 - right) + masked_mse(image, image1, right)).item())
     assert errors[1] < errors[0]
@@ -205,19 +208,21 @@ def test_the_blend_squared_error_pulls_the_colours_towards_the_references(G, lpi
 def test_composite_runs_end_to_end(G, lpips_model):
     parser = ToneParser()
     images = [generated(G, seed)[1] for seed in (10, 11)]
-    codes = [embed(G, img, lpips_model, w_steps=2, fs_steps=2) for img in images]
+    codes = [embed(G, img, lpips_model, EmbedSettings(w_steps=2, fs_steps=2)) for img in images]
     label_maps = [parser.parse(img)[0] for img in images]
     label_maps[1][:20, 10:54] = LABELS.index("hair")
     target = compose_target(label_maps, LABELS, mapping={"hair": 1})
     seen = []
-    result = composite(G, images, codes, label_maps, target, parser, lpips_model, {"hair": 1}, align_steps=2,
-                       lender_align_steps=2, blend_steps=2, progress=lambda stage, *_: seen.append(stage))
+    result = composite(G, images, codes, label_maps, target, parser, lpips_model, {"hair": 1},
+                       align=AlignSettings(steps=2, lender_steps=2), blend=BlendSettings(steps=2),
+                       on_step=lambda step, total, preview, stage: seen.append((step, total, stage)))
     assert result.image.shape == (1, 3, 64, 64) and torch.isfinite(result.image).all()
     assert result.code.F.shape == (1, 32, 16, 16) and torch.equal(result.target, target)
     assert torch.equal(result.changed[0, 0] > 0, (label_maps[0] == 2) | (target == 2))
-    assert seen == ["align"] * 4 + ["blend"] * 2
-    radii = [align_all(G, images, codes, label_maps, target, parser, lpips_model, {"hair": 1}, align_steps=0,
-                       lender_align_steps=0, smooth=smooth).radius for smooth in (0, 5)]
+    assert seen == [(1, 6, "align"), (2, 6, "align"), (3, 6, "align"), (4, 6, "align"), (5, 6, "blend"),
+                    (6, 6, "blend")]
+    radii = [align_all(G, images, codes, label_maps, target, parser, lpips_model, {"hair": 1},
+                       settings=AlignSettings(steps=0, lender_steps=0, smooth=smooth)).radius for smooth in (0, 5)]
     assert radii == [0, 2]     # pixels per 256 of height, rounded up; 0 switches the smoothing off
     with pytest.raises(ValueError, match="images\\[1\\] must be \\[B, 3, 64, 64\\]"):
         composite(G, [images[0], images[1][..., :32]], codes, label_maps, target, parser, lpips_model, {"hair": 1})
@@ -233,5 +238,19 @@ def test_paste_back_keeps_the_original_away_from_the_edit():
     assert ((out > 0) & (out < 1)).any()                                  # a soft seam between
     half = paste_back(result, original, changed[..., ::2, ::2], grow=4, soften=4)  # masks of any size
     assert (half - out).abs().max() < 0.1
-    with pytest.raises(ValueError, match="one shape"):
+    with pytest.raises(ValueError, match="the composite is 64x32 but the original 64x64; give the boxes"):
         paste_back(result[..., :32], original, changed)
+    with pytest.raises(ValueError, match="2 composites for a batch of 3"):
+        paste_back(result.expand(2, -1, -1, -1), original.expand(3, -1, -1, -1), changed)
+
+
+def test_paste_back_into_the_uncropped_photo_changes_only_the_box():
+    photo = torch.rand(2, 3, 40, 50, generator=torch.Generator().manual_seed(0))
+    edit, changed = torch.ones(1, 3, 16, 16), torch.ones(1, 1, 16, 16)
+    box = torch.tensor([[10.0, 5.0, 26.0, 21.0]])
+    out = paste_back(edit, photo, changed, boxes=box, grow=0, soften=0)
+    assert out.shape == (2, 3, 40, 50)
+    assert torch.equal(out[..., 5:21, 10:26], torch.ones(2, 3, 16, 16))
+    outside = torch.ones(40, 50, dtype=torch.bool)
+    outside[5:21, 10:26] = False
+    assert torch.equal(out[..., outside], photo[..., outside])  # bit for bit

@@ -11,6 +11,7 @@ import torch
 from PIL import Image
 
 from insetgan_ops import cli
+from insetgan_ops.demo import register_commands
 from insetgan_ops.box_tracking import ContentMatchedBoxes
 from insetgan_ops.checkpoints import CheckpointError, save_generator
 from insetgan_ops.demo.insetgan_job import load_demo_generators, parse_seeds, typical_face_box
@@ -39,6 +40,7 @@ def weights(tmp_path_factory):
 
 
 def test_demo_writes_images_and_a_summary(weights, tmp_path, capsys):
+    register_commands()  # as python -m insetgan_ops does
     out = tmp_path / "demo"
     status = cli.main(["demo", "--out", str(out), "--seeds", "0,1", "--steps", "27", "--weights", str(weights)])
     assert status == 0
@@ -58,6 +60,7 @@ def test_demo_writes_images_and_a_summary(weights, tmp_path, capsys):
 
 
 def test_missing_weights_end_with_a_clear_error(tmp_path, capsys):
+    register_commands()
     assert cli.main(["demo", "--out", str(tmp_path / "o"), "--weights", str(tmp_path)]) == 1
     assert "canvas.safetensors" in capsys.readouterr().err
 

@@ -119,7 +119,7 @@ def test_cancelling_from_the_callback_stops_cleanly(G_canvas, G_face):
     G_canvas_trainable = tiny_generator(1, img_resolution=32).requires_grad_(True)
     seen = []
 
-    def on_step(step, total, preview):
+    def on_step(step, total, preview, stage):
         seen.append((step, total))
         if step == 3:
             assert preview().shape == (2, 3, 32, 32)

@@ -136,9 +136,10 @@ def test_synthesize_noise_modes_reproduce(G):
     torch.testing.assert_close(const, G.synthesis(latent.ws, noise_mode="const"))
     rng_before = torch.get_rng_state()
     seen = []
-    first = synthesize(G, latent, "random", noise_seed=10, on_image=lambda i, img: seen.append((i, img.shape)))
+    first = synthesize(G, latent, "random", noise_seed=10,
+                       on_step=lambda step, total, preview, stage: seen.append((step, total, preview().shape, stage)))
     assert torch.equal(torch.get_rng_state(), rng_before)
-    assert seen == [(0, (1, 3, 16, 16)), (1, (1, 3, 16, 16))]
+    assert seen == [(1, 2, (1, 3, 16, 16), "synthesize"), (2, 2, (1, 3, 16, 16), "synthesize")]
     assert torch.equal(first, synthesize(G, latent, "random", noise_seed=10))
     assert not torch.equal(first, synthesize(G, latent, "random", noise_seed=11))
     # image i uses seed noise_seed + i, so the second image alone reproduces with seed 11

@@ -14,6 +14,7 @@ stage: the tests check behaviour, not image quality.
 from __future__ import annotations
 
 import json
+import re
 import sys
 from pathlib import Path
 
@@ -23,8 +24,8 @@ import torchvision
 from PIL import Image
 from skimage import data
 
-from insetgan_ops import save_generator
-from insetgan_ops.demo.segmenter import DemoFaceParser, SegmenterConfig, save_segmenter
+from insetgan_ops import fs_compositor, save_generator
+from insetgan_ops.face_parsers import UNetConfig, UNetFaceParser, save_face_parser
 from insetgan_ops.lpips_loader import backbone_filename
 from tests.fake_comfy import FakeComfy, InterruptProcessingException
 from tests.tiny_generator import tiny_generator
@@ -57,8 +58,8 @@ def models(tmp_path_factory) -> Path:
             (root / "stylegan").mkdir()
             (root / "face_parsing").mkdir()
             save_generator(tiny_generator(0, img_resolution=SIZE), root / "stylegan" / "face.safetensors")
-            parser = DemoFaceParser(SegmenterConfig(input_size=32, channels=(4, 8)))
-            save_segmenter(parser, root / "face_parsing" / "face_parser.safetensors")
+            parser = UNetFaceParser(UNetConfig(input_size=32, channels=(4, 8)))
+            save_face_parser(parser, root / "face_parsing" / "face_parser.safetensors")
     (root / "stylegan").mkdir(exist_ok=True)
     save_generator(tiny_generator(5, img_resolution=SIZE), root / "stylegan" / "other-face.safetensors")
     return root
@@ -227,7 +228,7 @@ def test_embed_caches_by_content_and_settings(env, N, embedded_images):
 
 def test_embed_and_align_reject_bad_input(env, N):
     stylegan, parser, lpips = loaders(N)
-    with pytest.raises(ValueError, match=r"the image is 48x64 \(height x width\) but face.safetensors makes 64x64"):
+    with pytest.raises(ValueError, match=r"the image must be \[B, 3, 64, 64\].*got \[1, 3, 48, 64\]; crop the face"):
         run(N, "InsetGANBarbershopEmbed", stylegan=stylegan, lpips=lpips, image=torch.rand(1, 48, 64, 3), **EMBED)
     images = [face(N, stylegan, 1), face(N, stylegan, 2)]
     refs = [run(N, "InsetGANBarbershopEmbed", stylegan=stylegan, lpips=lpips, image=im, **EMBED)[0] for im in images]
@@ -276,7 +277,7 @@ def test_composite_changes_only_the_edited_region_and_pastes_back(env, N, pack):
     outside[20:84, 30:94] = False
     assert torch.equal(into_photo[0][outside], photo[0][outside])
     torch.testing.assert_close(into_photo[:, 20:84, 30:94], pasted, atol=1e-5, rtol=0)
-    with pytest.raises(ValueError, match="connect the boxes it was cropped with"):
+    with pytest.raises(ValueError, match="give the boxes it was cropped with"):
         run(N, "InsetGANBarbershopPasteBack", composite=composite, original=photo, changed=changed, grow=2, soften=2)
 
 
@@ -327,11 +328,37 @@ def test_progress_shows_previews_and_cancel_stops(env, N, monkeypatch):
     fake = FakeComfy(str(env)).install(monkeypatch)
     run(N, "InsetGANBarbershopEmbed", stylegan=stylegan, lpips=lpips, image=image, **EMBED)
     updates = [c for c in fake.calls if c[0] == "update_absolute"]
-    assert ("ProgressBar", 4) in fake.calls and [u[1] for u in updates] == [0, 1, 2, 3, 4, 4]
-    assert all(u[3][0] == "JPEG" and u[3][1].size == (SIZE, SIZE) for u in updates[1:5])
+    assert ("ProgressBar", 4) in fake.calls and [u[1] for u in updates] == [1, 2, 3, 4]
+    assert all(u[3][0] == "JPEG" and u[3][1].size == (SIZE, SIZE) for u in updates)
     fake.interrupted = True
     with pytest.raises(InterruptProcessingException):
         run(N, "InsetGANBarbershopEmbed", stylegan=stylegan, lpips=lpips, image=face(N, stylegan, 2), **EMBED)
+
+
+def test_the_embed_node_computes_what_the_library_computes(env, N, pack):
+    """The same image gives the same codes from a workflow and from a script, although ComfyUI's
+    IMAGE, seen as [B, C, H, W], is laid out channels-last."""
+    stylegan, _, lpips = loaders(N)
+    image = face(N, stylegan, 6)
+    fs_latent, _ = run(N, "InsetGANBarbershopEmbed", stylegan=stylegan, lpips=lpips, image=image, **EMBED)
+    library = sys.modules[f"{pack.__name__}.insetgan_ops.fs_compositor"]
+    settings = library.EmbedSettings(w_steps=EMBED["w_steps"], fs_steps=EMBED["fs_steps"], lr=EMBED["learning_rate"],
+                                     mse_weight=EMBED["mse_weight"], lpips_weight=EMBED["lpips_weight"],
+                                     prior_weight=EMBED["prior_weight"], f_weight=EMBED["f_weight"])
+    scripted = library.embed(stylegan.generator, image.permute(0, 3, 1, 2).contiguous() * 2 - 1, lpips, settings)
+    assert torch.equal(fs_latent.code.F, scripted.F) and torch.equal(fs_latent.code.ws, scripted.ws)
+
+
+def test_the_embed_bar_advances_evenly_over_a_batch(env, N, monkeypatch):
+    """A batch is embedded in one run: one bar, each step once, to the library's total."""
+    stylegan, _, lpips = loaders(N)
+    images = torch.cat([face(N, stylegan, seed) for seed in (3, 4, 5)])
+    fake = FakeComfy(str(env)).install(monkeypatch)
+    run(N, "InsetGANBarbershopEmbed", stylegan=stylegan, lpips=lpips, image=images, **EMBED)
+    bars = [c for c in fake.calls if c[0] == "ProgressBar"]
+    updates = [c[1:3] for c in fake.calls if c[0] == "update_absolute"]
+    total = EMBED["w_steps"] + EMBED["fs_steps"]
+    assert bars == [("ProgressBar", total)] and updates == [(step, total) for step in range(1, total + 1)]
 
 
 def _prompt(N, path: Path) -> dict:
@@ -400,3 +427,23 @@ def test_example_workflow_stores_the_default_schedule(N, path):
                 assert value == spec[1]["default"], f"{node['class_type']}.{name}"
                 checked += 1
     assert checked >= 15
+
+
+SETTINGS_NODES = {"EmbedSettings": "InsetGANBarbershopEmbed", "AlignSettings": "InsetGANBarbershopAlign",
+                  "BlendSettings": "InsetGANBarbershopBlend"}
+
+
+def test_readme_settings_and_node_inputs_agree(N):
+    """One place for each default: the library's settings; the README's table and the nodes' inputs
+    show the same values (the workflow files are checked against the node inputs above)."""
+    rows = re.findall(r"^\| `(\w+Settings)` \| `(\w+)` \| ([^|]+) \|", (ROOT / "README.md").read_text(), re.M)
+    shown = {(cls, field) for cls, field, _ in rows}
+    for cls, field, value in rows:
+        default = getattr(getattr(fs_compositor, cls)(), field)
+        assert float(value) == default, (cls, field)
+        node_input = "learning_rate" if field == "lr" else field
+        assert N[SETTINGS_NODES[cls]].INPUT_TYPES()["required"][node_input][1]["default"] == default, (cls, field)
+    for cls, node in SETTINGS_NODES.items():
+        for name, spec in N[node].INPUT_TYPES()["required"].items():
+            if spec[0] in ("INT", "FLOAT"):
+                assert (cls, "lr" if name == "learning_rate" else name) in shown, f"{cls}.{name} missing in the README"

@@ -315,7 +315,7 @@ def test_progress_previews_and_cancel(env, N, monkeypatch):
     grads_before = [p.requires_grad for p in G.parameters()]
     optimize(N, canvas, insets, losses, "insets only", steps=50, canvas_latent=canvas_latent)
     updates = [c for c in fake.calls if c[0] == "update_absolute"]
-    assert [c[1] for c in updates] == list(range(51)) and all(c[2] == 50 for c in updates)
+    assert [c[1] for c in updates] == list(range(1, 51)) and all(c[2] == 50 for c in updates)
     previews = [c for c in updates if c[3] is not None]
     assert [c[1] for c in previews] == list(range(2, 51, 2))  # 25 previews per run
     size = (canvas.generator.img_width, canvas.generator.img_height)
@@ -334,7 +334,7 @@ def test_setup_errors_name_the_problem(env, N):
     losses = chain_of_losses(N)
     shoes_losses, = run(N, "InsetGANBorderLoss", inset="shoes", width=2, l1_weight=1.0, lpips_weight=0.0, name="",
                         losses=losses)
-    unknown = r"'border\[shoes\]' refers to 'shoes'.*\['canvas', 'face'\]; set the loss node's inset field"
+    unknown = r"'border\[shoes\]' refers to 'shoes'.*\['canvas', 'face'\]; make the term refer to one of them"
     with pytest.raises(ValueError, match=unknown):
         optimize(N, canvas, insets, shoes_losses, "joint")
     small, _ = manual_box(N, canvas_image[:, :8], 0.1, 0.1, 0.5, 0.5)
@@ -368,7 +368,7 @@ def test_setup_errors_name_the_problem(env, N):
     # Parts on different devices are refused before anything runs ('meta' stands in for a GPU here).
     elsewhere = dataclasses.replace(face, generator=copy.deepcopy(face.generator).to("meta"))
     apart, = run(N, "InsetGANInset", name="face", **{**kwargs, "stylegan": elsewhere})
-    with pytest.raises(ValueError, match="'canvas.safetensors' is on cpu but .*'face.safetensors' is on meta"):
+    with pytest.raises(ValueError, match="canvas generator is on cpu but the inset generator 'face' is on meta; load both"):
         optimize(N, canvas, apart, losses, "joint")
     lpips_model = load_lpips("alex", allow_untrained_backbone=True).to("meta")
     with_lpips, = run(N, "InsetGANCoarseLoss", inset="face", l1_weight=1.0, lpips_weight=0.05, resolution=32,

@@ -141,8 +141,8 @@ def test_synthesize_reports_progress_with_previews(env, N, monkeypatch):
     fake = FakeComfy(str(env)).install(monkeypatch)
     run(N, "InsetGANSynthesize", stylegan=model, latent=latent, noise_mode="none", noise_seed=0, strict=True)
     updates = [c for c in fake.calls if c[0] == "update_absolute"]
-    assert [(c[1], c[2]) for c in updates] == [(0, 3), (1, 3), (2, 3), (3, 3)]
-    assert all(c[3][0] == "JPEG" and c[3][1].size == (16, 16) and c[3][2] == 512 for c in updates[1:])
+    assert [(c[1], c[2]) for c in updates] == [(1, 3), (2, 3), (3, 3)]
+    assert all(c[3][0] == "JPEG" and c[3][1].size == (16, 16) and c[3][2] == 512 for c in updates)
 
 
 def test_incompatible_latent_is_a_clear_error(env, N):

@@ -109,7 +109,7 @@ def test_cancelling_from_the_callback_propagates(G, target):
 
     seen = []
 
-    def on_step(step, total, preview):
+    def on_step(step, total, preview, stage):
         seen.append(step)
         if step == 3:
             assert preview().shape == target.shape

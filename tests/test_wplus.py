@@ -1,4 +1,4 @@
-"""W+ codes as base + offsets, the learning-rate ramp and frozen weights (insetgan_ops.wplus)."""
+"""W+ codes as base + offsets and the learning-rate ramp (insetgan_ops.wplus)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from insetgan_ops.latents import GeneratorIdentity
-from insetgan_ops.wplus import WPlusCode, frozen_weights, ramped_lr
+from insetgan_ops.wplus import WPlusCode, ramped_lr
 
 IDENTITY = GeneratorIdentity("test", "0" * 64, num_ws=4, w_dim=3)
 
@@ -27,13 +27,3 @@ def test_ramp_warms_up_and_decays_to_zero():
     assert 0 < ramped_lr(0.1, 0.9) < 0.1
     with pytest.raises(ValueError):
         ramped_lr(0.1, 1.5)
-
-
-def test_frozen_weights_restore_the_flags_even_on_errors():
-    a, b = torch.nn.Linear(2, 2), torch.nn.Linear(2, 2)
-    b.bias.requires_grad_(False)
-    with pytest.raises(RuntimeError):
-        with frozen_weights(a, b):
-            assert not any(p.requires_grad for p in (*a.parameters(), *b.parameters()))
-            raise RuntimeError("cancelled")
-    assert a.weight.requires_grad and a.bias.requires_grad and b.weight.requires_grad and not b.bias.requires_grad

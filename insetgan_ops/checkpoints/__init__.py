@@ -63,10 +63,16 @@ def read_checkpoint(path: "str | os.PathLike") -> Checkpoint:
 def load_generator(path: "str | os.PathLike", device: "str | torch.device" = "cpu") -> Generator:
     """Loads a StyleGAN2 generator (the EMA weights where a file holds several) in eval mode.
 
-    >>> G = load_generator("stylegan2-ffhq-config-f.pkl", device="cuda")   # doctest: +SKIP
+    The weights are made outside ``torch.inference_mode()`` even when it is on (as in ComfyUI's
+    nodes), so that optimisers can backpropagate through the generator.
+
+    >>> G = load_generator(generator_file)          # e.g. "stylegan2-ffhq-config-f.pkl", device="cuda"
+    >>> G.img_resolution, G.num_ws, G.training
+    (64, 10, False)
     """
-    ckpt = read_checkpoint(path)
-    return build_generator(path, ckpt.config, ckpt.state_dict, device)
+    with torch.inference_mode(False):
+        ckpt = read_checkpoint(path)
+        return build_generator(path, ckpt.config, ckpt.state_dict, device)
 
 
 def save_generator(G: Generator, path: "str | os.PathLike") -> None:

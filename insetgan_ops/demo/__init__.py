@@ -2,4 +2,18 @@
 
 ``renderer``: a procedural, seeded dataset of people (full bodies, face close-ups with face-parsing
 labels, shoe close-ups). ``segmenter``: a small face parser trained on the rendered faces.
+``train``: the demo generators' and the parser's training. ``insetgan_job``: the demo job.
+The library never imports this package; it uses the library.
 """
+
+
+def register_commands() -> None:
+    """Adds the demo's commands to the command line (:mod:`insetgan_ops.cli`): ``demo``. Calling it
+    again changes nothing."""
+    from ..cli import COMMANDS, Command, register
+    from . import insetgan_job
+
+    if "demo" in COMMANDS:
+        return
+    register(Command("demo", "InsetGAN joint face refinement on the demo models: images, contact sheet, "
+                             "summary.json", insetgan_job.add_arguments, insetgan_job.run))

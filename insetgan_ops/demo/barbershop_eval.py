@@ -29,6 +29,7 @@ says which); the figures are then not perceptual distances, only a feature-space
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import sys
@@ -40,7 +41,8 @@ import torch
 from PIL import Image
 
 from ..checkpoints import load_generator
-from ..fs_compositor import align_all, blend_all, embed, masked_lpips
+from ..face_parsers import load_face_parser
+from ..fs_compositor import AlignSettings, BlendSettings, EmbedSettings, align_all, blend_all, embed, masked_lpips
 from ..generator import Generator
 from ..lpips_loader import LpipsWeightsMissingError, find_backbone_file, load_lpips
 from ..segmentation import FaceParser
@@ -48,13 +50,28 @@ from ..target_mask import compose_target, dilate
 from .contact_sheets import colourise
 from .image_grid import image_grid
 from .renderer import render_faces
-from .segmenter import DEMO_FACE_PARSER, load_segmenter
+from .segmenter import DEMO_FACE_PARSER
 
 DEMO_FACE_GENERATOR = DEMO_FACE_PARSER.parent / "face.safetensors"
 
-OFFICIAL_SCHEDULE = {"w_steps": 1100, "fs_steps": 250, "align_steps": 140, "lender_align_steps": 100,
-                     "blend_steps": 400}
-"""Barbershop's official step counts, as keyword arguments of :func:`embed` and :func:`transfer_hair`."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Schedule:
+    """The settings of the three optimising stages; by default the library's."""
+
+    embed: EmbedSettings = EmbedSettings()
+    align: AlignSettings = AlignSettings()
+    blend: BlendSettings = BlendSettings()
+
+    def total_steps(self, images: int = 2, lenders: int = 1) -> int:
+        """Optimisation steps of one composite of ``images`` embedded images, counted per image."""
+        return images * self.embed.total_steps + self.align.total_steps(lenders) + self.blend.steps
+
+
+OFFICIAL_SCHEDULE = Schedule(EmbedSettings(w_steps=1100, fs_steps=250), AlignSettings(steps=140, lender_steps=100),
+                             BlendSettings(steps=400))
+"""Barbershop's official step counts, with the library's other settings."""
 
 HAIR = "hair"
 MAX_HAIR_IOU = 0.5
@@ -119,33 +136,29 @@ class _StepCounter:
     def __init__(self):
         self.steps: Counter = Counter()
 
-    def __call__(self, stage: str, step: int, total: int, preview) -> None:
+    def __call__(self, step: int, total: int, preview, stage: str) -> None:
         self.steps[stage] += 1
 
 
 def transfer_hair(G: Generator, parser: FaceParser, lpips_model, identity: torch.Tensor, reference: torch.Tensor,
-                  **schedule: int) -> dict:
+                  schedule: Schedule = Schedule()) -> dict:
     """The whole pipeline for one pair, measured. identity, reference: [1, 3, H, W] in [-1, 1].
 
-    ``schedule``: step counts (keys of :data:`OFFICIAL_SCHEDULE`) overriding the library's defaults.
     Returns the figures (see the module's doc), ``steps`` per stage, and the tensors ``images``
     [5, 3, H, W] (identity, reference, target labels, result, result labels; labels colourised).
     """
-    embed_steps = {k: schedule[k] for k in ("w_steps", "fs_steps") if k in schedule}
-    align_steps = {k: schedule[k] for k in ("align_steps", "lender_align_steps") if k in schedule}
-    blend_steps = {"steps": schedule["blend_steps"]} if "blend_steps" in schedule else {}
     counter = _StepCounter()
     start = time.perf_counter()
     images = torch.cat([identity, reference])
-    code = embed(G, images, lpips_model, progress=counter, **embed_steps)
+    code = embed(G, images, lpips_model, schedule.embed, on_step=counter)
     codes = [type(code)(code.F[i:i + 1], code.ws[i:i + 1], code.res) for i in range(2)]
     with torch.no_grad():
         labels = parser.parse(images)
     mapping = {HAIR: 1}
     target = compose_target(list(labels), parser.label_set, mapping=mapping)
     alignment = align_all(G, [identity, reference], codes, list(labels), target, parser, lpips_model, mapping,
-                          progress=counter, **align_steps)
-    result = blend_all(G, alignment, [identity, reference], codes, lpips_model, progress=counter, **blend_steps)
+                          settings=schedule.align, on_step=counter)
+    result = blend_all(G, alignment, [identity, reference], codes, lpips_model, schedule.blend, on_step=counter)
     seconds = time.perf_counter() - start
 
     with torch.no_grad():
@@ -169,11 +182,12 @@ def transfer_hair(G: Generator, parser: FaceParser, lpips_model, identity: torch
     }
 
 
-def embedding_quality(G: Generator, lpips_model, images: torch.Tensor, **schedule: int) -> dict:
+def embedding_quality(G: Generator, lpips_model, images: torch.Tensor,
+                      settings: EmbedSettings = EmbedSettings()) -> dict:
     """PSNR and LPIPS of the FS reconstructions of ``images`` [N, 3, H, W] in [-1, 1], embedded
-    with ``schedule`` (``w_steps``, ``fs_steps``; library defaults otherwise): per image and mean."""
+    with ``settings``: per image and mean."""
     start = time.perf_counter()
-    code = embed(G, images, lpips_model, **schedule)
+    code = embed(G, images, lpips_model, settings)
     seconds = time.perf_counter() - start
     with torch.no_grad():
         reconstruction = code.render(G)
@@ -189,16 +203,15 @@ def _mean(rows: Iterable[dict], key: str) -> float:
 
 
 def evaluate(G: Generator, parser: FaceParser, lpips_model, pairs: int = 4, seed: int = 0,
-             schedule: Optional[dict] = None, compare_with: Optional[dict] = OFFICIAL_SCHEDULE
+             schedule: Schedule = Schedule(), compare_with: Optional[EmbedSettings] = OFFICIAL_SCHEDULE.embed
              ) -> tuple[dict, torch.Tensor]:
     """Hair transfer on ``pairs`` pairs of rendered faces (identities from renderer seed ``seed``,
-    references from ``seed + 1``), and, unless ``compare_with`` is None, the embedding of the same
-    faces with ``schedule`` against ``compare_with``'s ``w_steps`` and ``fs_steps``.
+    references from ``seed + 1``) with ``schedule`` (e.g. a short one for tests), and, unless
+    ``compare_with`` is None, the embedding of the same faces with ``schedule.embed`` against
+    ``compare_with``.
 
-    ``schedule``: step counts overriding the library's defaults (e.g. a short run for tests).
     Returns (figures, images [pairs * 5, 3, H, W] for the sheet).
     """
-    schedule = dict(schedule or {})
     pool = 8 * pairs
     identities, references = render_faces(pool, seed), render_faces(pool, seed + 1)
     hair_id = parser.label_set.index(HAIR)
@@ -207,7 +220,7 @@ def evaluate(G: Generator, parser: FaceParser, lpips_model, pairs: int = 4, seed
     rows, sheet = [], []
     for i, j in chosen:
         row = transfer_hair(G, parser, lpips_model, identities["image"][i:i + 1].to(device),
-                            references["image"][j:j + 1].to(device), **schedule)
+                            references["image"][j:j + 1].to(device), schedule)
         sheet.append(row.pop("images").cpu())
         rows.append({"identity": [seed, i], "reference": [seed + 1, j], **row})
     steps = rows[0]["steps"]
@@ -215,19 +228,14 @@ def evaluate(G: Generator, parser: FaceParser, lpips_model, pairs: int = 4, seed
         "pairs": rows,
         "mean": {k: _mean(rows, k) for k in ("hair_agreement", "label_agreement", "outside_l1", "outside_lpips",
                                               "seconds")},
-        "steps": {"per_stage": steps, "total": sum(steps.values()),
-                  "official_total": 2 * (OFFICIAL_SCHEDULE["w_steps"] + OFFICIAL_SCHEDULE["fs_steps"])
-                  + OFFICIAL_SCHEDULE["align_steps"] + OFFICIAL_SCHEDULE["lender_align_steps"]
-                  + OFFICIAL_SCHEDULE["blend_steps"]},
+        "steps": {"per_stage": steps, "total": sum(steps.values()), "official_total": OFFICIAL_SCHEDULE.total_steps()},
     }
     if compare_with is not None:
         faces = torch.cat([torch.cat([identities["image"][i:i + 1], references["image"][j:j + 1]])
                            for i, j in chosen]).to(device)
-        embed_schedule = {k: schedule[k] for k in ("w_steps", "fs_steps") if k in schedule}
         figures["embedding"] = {
-            "default": embedding_quality(G, lpips_model, faces, **embed_schedule),
-            "compared": embedding_quality(G, lpips_model, faces, w_steps=compare_with["w_steps"],
-                                          fs_steps=compare_with["fs_steps"]),
+            "default": embedding_quality(G, lpips_model, faces, schedule.embed),
+            "compared": embedding_quality(G, lpips_model, faces, compare_with),
         }
     return figures, torch.cat(sheet)
 
@@ -266,10 +274,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     args = cli.parse_args(argv)
     os.makedirs(args.out, exist_ok=True)
     G = load_generator(args.generator, args.device).eval().requires_grad_(False)
-    parser = load_segmenter(args.parser, args.device)
+    parser = load_face_parser(args.parser, args.device)
     lpips_model, trained = lpips_for_evaluation(args.device)
-    figures, images = evaluate(G, parser, lpips_model, args.pairs, args.seed, 
-                               compare_with=None if args.no_official else OFFICIAL_SCHEDULE)
+    figures, images = evaluate(G, parser, lpips_model, args.pairs, args.seed,
+                               compare_with=None if args.no_official else OFFICIAL_SCHEDULE.embed)
     figures["lpips_backbone"] = "AlexNet, ImageNet weights" if trained else \
         f"AlexNet, untrained (seed {LPIPS_SEED}): ImageNet weights not found, distances are not perceptual"
     with open(os.path.join(args.out, "barbershop_eval.json"), "w") as f:

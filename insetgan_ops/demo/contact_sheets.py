@@ -20,11 +20,12 @@ import torch
 from PIL import Image, ImageDraw
 
 from ..checkpoints import load_generator
+from ..face_parsers import load_face_parser
 from ..segmentation import BARBERSHOP_16, FaceParser, LabelSet
 from .image_grid import image_grid
 from .quality import generate
 from .renderer import sample_attributes, draw_bodies, draw_faces, draw_shoes
-from .segmenter import DEMO_FACE_PARSER, HELD_OUT_SEED, load_segmenter
+from .segmenter import DEMO_FACE_PARSER, HELD_OUT_SEED
 
 _PAD = 2
 
@@ -93,7 +94,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     generated = None
     if args.face_generator:
         generated = generate(load_generator(args.face_generator), args.count, seed=0, truncation_psi=0.8).clamp(-1, 1)
-    sheet = segmenter_sheet(load_segmenter(args.parser), args.count, generated)
+    sheet = segmenter_sheet(load_face_parser(args.parser), args.count, generated)
     sheet.save(os.path.join(args.out, "demo_segmenter.png"))
     return 0
 

@@ -36,8 +36,8 @@ from ..box_tracking import ContentMatchedBoxes
 from ..checkpoints import load_generator
 from ..crop_paste import paste
 from ..generator import Generator
-from ..joint_optimizer import (CanvasSpec, InsetResult, InsetSpec, RandomInit, default_schedule, optimize,
-                               resolve_init, standard_losses)
+from ..joint_optimizer import (CanvasSpec, InsetSpec, JointResult, RandomInit, optimize, resolve_init,
+                               standard_losses)
 from ..plots import loss_curves
 from ..seam_metrics import coarse_difference, outside_change, seam_error
 from .image_grid import image_grid
@@ -74,7 +74,7 @@ def load_demo_generators(weights_dir: "str | os.PathLike" = WEIGHTS_DIR,
 
 @torch.no_grad()
 def _seed_figures(canvas0: torch.Tensor, face0: torch.Tensor, box0: torch.Tensor,
-                  result: InsetResult) -> dict[str, float]:
+                  result: JointResult) -> dict[str, float]:
     canvas, face, box = result.canvas, result.insets["face"], result.boxes["face"]
     return {
         "seam_naive": float(seam_error(canvas0, face0, box0)),
@@ -94,7 +94,7 @@ class SeedRun:
     canvas: torch.Tensor
     naive: torch.Tensor
     composite: torch.Tensor
-    result: InsetResult
+    result: JointResult
     box: torch.Tensor
     figures: dict[str, float]
 
@@ -112,8 +112,7 @@ def refine_seed(G_canvas: Generator, G_face: Generator, seed: int, start_box: to
         canvas0 = G_canvas.synthesis(canvas_latent.ws, noise_mode="const")
         face0 = G_face.synthesis(face_latent.ws, noise_mode="const")
     box0 = boxes(canvas0, face0, None)
-    result = optimize(canvas, [face], standard_losses(canvas, [face]),
-                      schedule=default_schedule(True, True, settings.steps))
+    result = optimize(canvas, [face], standard_losses(canvas, [face]), steps=settings.steps)
     seconds = time.perf_counter() - start
     naive = paste(canvas0, face0, box0)[0]
     figures = {**_seed_figures(canvas0, face0, box0, result), "seconds": seconds}
@@ -155,9 +154,7 @@ def run_demo(out_dir: "str | os.PathLike", seeds: Sequence[int], settings: DemoS
         stem = f"seed_{seed:04d}"
         for kind in ("canvas", "naive", "composite"):
             image_grid(getattr(outcome, kind), cols=1, pad=0).save(out / f"{stem}_{kind}.png")
-        phases = outcome.result.phases
-        boundaries = [sum(p.steps for p in phases[:i]) for i in range(1, len(phases))]
-        loss_curves(outcome.result.history, boundaries=boundaries, title=f"seed {seed}").save(
+        loss_curves(outcome.result.history, boundaries=outcome.result.phase_boundaries, title=f"seed {seed}").save(
             out / f"{stem}_losses.png")
         rows.append(torch.cat([outcome.canvas, outcome.naive, outcome.composite]))
         log(f"seed {seed}: seam {figures['seam_naive']:.4f} -> {figures['seam_optimised']:.4f}, coarse "
