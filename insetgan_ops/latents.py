@@ -137,10 +137,6 @@ def z_from_seeds(seeds: Sequence[int], z_dim: int) -> torch.Tensor:
     return torch.from_numpy(z).to(torch.float32)
 
 
-def _device_of(G: Generator) -> torch.device:
-    return G.mapping.w_avg.device
-
-
 def sample(G: Generator, seeds: Sequence[int], truncation_psi: float = 1.0, truncation_cutoff: Optional[int] = None,
            c: Optional[torch.Tensor] = None, *, name: Optional[str] = None) -> Latent:
     """One latent per seed: ``G.mapping(z_from_seeds(seeds), c, truncation_psi, truncation_cutoff)``.
@@ -148,7 +144,7 @@ def sample(G: Generator, seeds: Sequence[int], truncation_psi: float = 1.0, trun
     c: [len(seeds), c_dim] (one-hot class labels) for class-conditional generators, else None.
     ``truncation_cutoff`` None truncates every layer. Returns ``ws [len(seeds), num_ws, w_dim]``.
     """
-    device = _device_of(G)
+    device = G.w_avg.device
     z = z_from_seeds(seeds, G.z_dim).to(device)
     ws = G.mapping(z, None if c is None else c.to(device), truncation_psi=truncation_psi,
                    truncation_cutoff=truncation_cutoff)
@@ -210,7 +206,7 @@ def synthesize(G: Generator, latent: Latent, noise_mode: NoiseMode = "const", no
     if noise_mode not in NOISE_MODES:
         raise ValueError(f"noise_mode must be one of {NOISE_MODES}, got {noise_mode!r}")
     latent.check_generator(GeneratorIdentity.of(G, name), strict=strict)
-    device = _device_of(G)
+    device = G.w_avg.device
     ws = latent.ws.to(device, torch.float32)
     images = []
     for i in range(latent.batch_size):
