@@ -5,9 +5,10 @@
   ``torch_utils.persistence._reconstruct_persistent_obj`` global with ``meta = {type, version,
   module_src, class_name, state}`` and ``state`` = the module ``__dict__`` (torch's own
   ``_parameters`` / ``_buffers`` / ``_modules`` bookkeeping, NVIDIA's configuration attributes,
-  ``_init_kwargs`` as an ``EasyDict``), tensors pickled by torch itself;
+  ``_init_kwargs`` as a plain dict), tensors pickled by torch itself;
 * :func:`write_tf_pickle`: a TensorFlow-era pickle, ``(G, D, Gs)`` of ``dnnlib.tflib.network.Network``
-  objects whose state holds the variables as numpy arrays in TF layout;
+  objects whose state holds the variables in TF layout as TF's session returns them (numpy arrays,
+  numpy scalars for 0-d variables), pickled at protocol 4 with numpy 1.x's global names;
 * :func:`write_rosinality_pt`: ``torch.save({'g_ema': ..., 'latent_avg': ...})`` in rosinality's names.
 
 Pickle names a global by module and attribute and checks that the name resolves to the object, so
@@ -128,17 +129,25 @@ def _nvidia_attributes(module: torch.nn.Module, cfg) -> tuple[str, dict]:
     raise TypeError(f"no NVIDIA counterpart for {type(module).__name__}")
 
 
-def _init_kwargs(cfg) -> EasyDict:
-    return EasyDict(z_dim=cfg.z_dim, c_dim=cfg.c_dim, w_dim=cfg.w_dim, img_resolution=cfg.img_resolution,
-                    img_channels=cfg.img_channels,
-                    mapping_kwargs=EasyDict(num_layers=cfg.mapping_layers,
-                                            lr_multiplier=cfg.mapping_lr_multiplier),
-                    synthesis_kwargs=EasyDict(channel_base=cfg.channel_base, channel_max=cfg.channel_max,
-                                              num_fp16_res=cfg.num_fp16_res, conv_clamp=cfg.conv_clamp))
+def _init_kwargs(cfg, layout: str = "ada") -> dict:
+    """The Generator's ``_init_kwargs`` as persistence stores them: a plain dict (``**kwargs``) whose
+    nested kwargs are EasyDicts. ``"ada"``: stylegan2-ada-pytorch's train.py nests the synthesis
+    kwargs; ``"stylegan3"``: stylegan3's train.py (``--cfg=stylegan2``) passes them flat."""
+    mapping = EasyDict(num_layers=cfg.mapping_layers, lr_multiplier=cfg.mapping_lr_multiplier)
+    synthesis = dict(channel_base=cfg.channel_base, channel_max=cfg.channel_max, num_fp16_res=cfg.num_fp16_res,
+                     conv_clamp=cfg.conv_clamp)
+    common = dict(c_dim=cfg.c_dim, img_resolution=cfg.img_resolution, img_channels=cfg.img_channels)
+    if layout == "stylegan3":
+        return dict(z_dim=cfg.z_dim, w_dim=cfg.w_dim, mapping_kwargs=mapping, **synthesis,
+                    fused_modconv_default="inference_only", **common)
+    return dict(z_dim=cfg.z_dim, w_dim=cfg.w_dim, mapping_kwargs=mapping, synthesis_kwargs=EasyDict(synthesis),
+                **common)
 
 
-def persistent_record(module: torch.nn.Module, cfg, module_src: str = MODULE_SRC) -> PersistentRecord:
-    """Our module tree as NVIDIA's persistent networks (names, attributes and tensor layout of ada)."""
+def persistent_record(module: torch.nn.Module, cfg, module_src: str = MODULE_SRC,
+                      layout: str = "ada") -> PersistentRecord:
+    """Our module tree as NVIDIA's persistent networks (names, attributes and tensor layout of ada;
+    the Generator's ``_init_kwargs`` in ``layout``, see :func:`_init_kwargs`)."""
     class_name, attributes = _nvidia_attributes(module, cfg)
     state = dict(torch.nn.Module().__dict__)  # torch's bookkeeping exactly as a real module pickles it
     state["training"] = False
@@ -151,11 +160,11 @@ def persistent_record(module: torch.nn.Module, cfg, module_src: str = MODULE_SRC
     children = list(module.named_children())
     if isinstance(module, Generator):  # ada builds synthesis before mapping
         children.reverse()
-    state["_modules"] = collections.OrderedDict((name, persistent_record(child, cfg, module_src))
+    state["_modules"] = collections.OrderedDict((name, persistent_record(child, cfg, module_src, layout))
                                                 for name, child in children)
     state.update(attributes)
     state["_init_args"] = ()
-    state["_init_kwargs"] = _init_kwargs(cfg) if isinstance(module, Generator) else EasyDict()
+    state["_init_kwargs"] = _init_kwargs(cfg, layout) if isinstance(module, Generator) else {}
     return PersistentRecord(class_name, state, module_src)
 
 
@@ -173,14 +182,18 @@ def write_pickle(obj: Any, path, protocol: int = pickle.DEFAULT_PROTOCOL) -> Non
 
 
 def nvidia_snapshot(G: Generator, *, G_ema: Optional[Any] = None, module_src: str = MODULE_SRC,
-                    training_set_kwargs: Any = None) -> dict:
-    """The dict ada's training loop pickles (in its key order), with ``G`` as both G and G_ema unless given."""
+                    training_set_kwargs: Any = None, layout: str = "ada") -> dict:
+    """The dict a training loop pickles, in its key order (``"ada"``: training_set_kwargs first;
+    ``"stylegan3"``: last), with ``G`` as both G and G_ema unless given. training_set_kwargs is the
+    plain dict both write (``dict(training_set_kwargs)``)."""
     if training_set_kwargs is None:
-        training_set_kwargs = EasyDict(path="dataset.zip", resolution=G.img_resolution, use_labels=G.c_dim > 0,
-                                       max_size=None, xflip=False)
-    record = persistent_record(G, G.config, module_src)
-    return dict(training_set_kwargs=training_set_kwargs, G=record, D=_discriminator_record(),
-                G_ema=record if G_ema is None else G_ema, augment_pipe=None)
+        training_set_kwargs = dict(class_name="training.dataset.ImageFolderDataset", path="dataset.zip",
+                                   use_labels=G.c_dim > 0, max_size=None, xflip=False, resolution=G.img_resolution)
+    record = persistent_record(G, G.config, module_src, layout)
+    networks = dict(G=record, D=_discriminator_record(), G_ema=record if G_ema is None else G_ema, augment_pipe=None)
+    if layout == "stylegan3":
+        return dict(**networks, training_set_kwargs=training_set_kwargs)
+    return dict(training_set_kwargs=training_set_kwargs, **networks)
 
 
 def write_nvidia_pickle(G: Generator, path, **snapshot_kwargs) -> None:
@@ -244,11 +257,20 @@ def tf_variables(G: Generator) -> tuple[dict, dict, dict]:
     return {"dlatent_avg": _np(sd["mapping.w_avg"])}, mapping, synthesis
 
 
+def _tf_value(value: np.ndarray):
+    """What TensorFlow's session returns for a variable: a numpy scalar for 0-d ones, else an array."""
+    return np.float32(value) if value.ndim == 0 else np.array(value, order="C")
+
+
 def _tf_network(name: str, func: str, static_kwargs: dict, variables: dict, components: dict,
-                build_module_src: str) -> TFNetwork:
-    return TFNetwork(dict(version=4, name=name, static_kwargs=static_kwargs, components=components,
-                          build_module_src=build_module_src, build_func_name=func,
-                          variables=[(k, np.array(v, order="C")) for k, v in variables.items()]))
+                build_module_src: str, version: int) -> TFNetwork:
+    state = dict(version=version, name=name, static_kwargs=static_kwargs, components=components,
+                 build_module_src=build_module_src, build_func_name=func,
+                 variables=[(k, _tf_value(np.asarray(v))) for k, v in variables.items()])
+    if version >= 5:  # stylegan2-ada's TF Network keeps its graph's signature too
+        state.update(input_shapes=[[None, 512]], output_shapes=[[None, 3, 1024, 1024]], input_names=["latents_in"],
+                     output_names=["images_out"])
+    return TFNetwork(state)
 
 
 def tf_static_kwargs(G: Generator) -> dict:
@@ -259,26 +281,74 @@ def tf_static_kwargs(G: Generator) -> dict:
                 num_fp16_res=cfg.num_fp16_res, conv_clamp=cfg.conv_clamp)
 
 
-def tf_networks(G: Generator, build_module_src: str = MODULE_SRC) -> tuple[TFNetwork, TFNetwork, TFNetwork]:
-    """(G, D, Gs) as the TF code pickles them; G and Gs carry the same weights."""
+def tf_networks(G: Generator, build_module_src: str = MODULE_SRC,
+                version: int = 4) -> tuple[TFNetwork, TFNetwork, TFNetwork]:
+    """(G, D, Gs) as NVIDIA's TF code pickles them (version 4: NVlabs/stylegan2; 5: stylegan2-ada's TF
+    code, without ``lod``); G and Gs carry the same weights. As G_main builds them, the synthesis
+    component comes first and both components get G's kwargs (mapping also ``dlatent_broadcast``)."""
     own, mapping, synthesis = tf_variables(G)
+    if version < 5:
+        own = {"lod": np.float32(0), **own}
     kwargs = tf_static_kwargs(G)
 
     def generator():
-        components = {"mapping": _tf_network("G_mapping", "training.networks_stylegan2.G_mapping", {}, mapping, {},
-                                             build_module_src),
-                      "synthesis": _tf_network("G_synthesis", "training.networks_stylegan2.G_synthesis_stylegan2",
-                                               {}, synthesis, {}, build_module_src)}
-        return _tf_network("G", "training.networks_stylegan2.G_main", dict(kwargs), own, components,
-                           build_module_src)
+        components = {"synthesis": _tf_network("G_synthesis", "G_synthesis_stylegan2", dict(kwargs), synthesis, {},
+                                               build_module_src, version),
+                      "mapping": _tf_network("G_mapping", "G_mapping", dict(kwargs, dlatent_broadcast=G.num_ws),
+                                             mapping, {}, build_module_src, version)}
+        return _tf_network("G", "G_main", dict(kwargs), own, components, build_module_src, version)
 
-    D = _tf_network("D", "training.networks_stylegan2.D_stylegan2", dict(resolution=G.img_resolution),
-                    {"Output/weight": np.ones([8, 1], np.float32)}, {}, build_module_src)
+    D = _tf_network("D", "D_stylegan2", dict(resolution=G.img_resolution),
+                    {"Output/weight": np.ones([8, 1], np.float32)}, {}, build_module_src, version)
     return generator(), D, generator()
 
 
-def write_tf_pickle(G: Generator, path, protocol: int = 3, build_module_src: str = MODULE_SRC) -> None:
-    write_pickle(tf_networks(G, build_module_src), path, protocol=protocol)
+def _numpy1_reconstruct(*args):  # never called: only its name is written
+    raise AssertionError("stand-in for numpy 1.x's numpy.core.multiarray._reconstruct")
+
+
+def _numpy1_scalar(*args):  # never called: only its name is written
+    raise AssertionError("stand-in for numpy 1.x's numpy.core.multiarray.scalar")
+
+
+class _Numpy1Pickler(pickle.Pickler):
+    """Pickles numpy arrays and scalars with numpy 1.x's global names (``numpy.core.multiarray``),
+    as every published TF-era file has them, whatever numpy writes the file."""
+
+    def reducer_override(self, obj):
+        if type(obj) is np.ndarray:
+            _, args, state = obj.__reduce__()
+            return _numpy1_reconstruct, args, state
+        if isinstance(obj, np.generic):
+            _, args = obj.__reduce__()
+            return _numpy1_scalar, args
+        return NotImplemented
+
+
+@contextlib.contextmanager
+def _numpy1_names() -> Iterator[None]:
+    """``numpy.core.multiarray._reconstruct`` and ``.scalar`` resolve to the stand-ins while pickling."""
+    previous = sys.modules.get("numpy.core.multiarray")
+    standins = types.ModuleType("numpy.core.multiarray")
+    for name, obj in (("_reconstruct", _numpy1_reconstruct), ("scalar", _numpy1_scalar)):
+        obj.__module__, obj.__qualname__ = "numpy.core.multiarray", name
+        setattr(standins, name, obj)
+    sys.modules["numpy.core.multiarray"] = standins
+    try:
+        yield
+    finally:
+        if previous is None:
+            del sys.modules["numpy.core.multiarray"]
+        else:
+            sys.modules["numpy.core.multiarray"] = previous
+
+
+def write_tf_pickle(G: Generator, path, protocol: int = 4, build_module_src: str = MODULE_SRC,
+                    version: int = 4) -> None:
+    """A TF-era pickle as NVIDIA wrote it: ``pickle.dump((G, D, Gs), f, protocol=pickle.HIGHEST_PROTOCOL)``
+    under Python 3.6 (protocol 4; stylegan2-ada's TF code used the default, 3) and numpy 1.x."""
+    with _registered_as(_NVIDIA_GLOBALS), _numpy1_names(), open(path, "wb") as f:
+        _Numpy1Pickler(f, protocol=protocol).dump(tf_networks(G, build_module_src, version))
 
 
 # ------------------------------------------------------------------------------------------- rosinality .pt
@@ -323,6 +393,32 @@ def rosinality_state_dict(G: Generator) -> dict[str, torch.Tensor]:
     return out
 
 
-def write_rosinality_pt(G: Generator, path) -> None:
-    """A converted rosinality model, as Barbershop and StyleGAN-Human ship them."""
-    torch.save({"g_ema": rosinality_state_dict(G), "latent_avg": G.mapping.w_avg.detach().clone()}, path)
+def write_rosinality_pt(G: Generator, path, legacy_format: bool = False) -> None:
+    """A converted rosinality model, as convert_weight.py writes it and Barbershop ships it:
+    ``{"g_ema": ..., "latent_avg": ...}``; ``legacy_format``: torch's pre-1.6 (non-zip) file format,
+    as many 2020 files are."""
+    torch.save({"g_ema": rosinality_state_dict(G), "latent_avg": G.mapping.w_avg.detach().clone()}, path,
+               _use_new_zipfile_serialization=not legacy_format)
+
+
+def rosinality_training_args(G: Generator):
+    """The ``argparse.Namespace`` rosinality's train.py stores as ``args``, as its argument parser fills it."""
+    import argparse
+    return argparse.Namespace(path="lmdb", arch="stylegan2", iter=800000, batch=16, n_sample=64, size=G.img_resolution,
+                              r1=10, path_regularize=2, path_batch_shrink=2, d_reg_every=16, g_reg_every=4, mixing=0.9,
+                              ckpt=None, lr=0.002, channel_multiplier=2, wandb=False, local_rank=0, augment=False,
+                              augment_p=0, ada_target=0.6, ada_length=500000, ada_every=256, n_gpu=1,
+                              distributed=False, latent=G.w_dim, n_mlp=G.config.mapping_layers, start_iter=0)
+
+
+def write_rosinality_training_checkpoint(G: Generator, path) -> None:
+    """What rosinality's train.py saves every 10000 iterations: the networks, the optimisers' states,
+    the run's arguments and the ADA probability; no latent_avg."""
+    sd = rosinality_state_dict(G)
+    params = list(range(len(sd)))
+    optim = {"state": {i: {"step": torch.tensor(10.0), "exp_avg": torch.zeros(1), "exp_avg_sq": torch.zeros(1)}
+                       for i in params[:2]},
+             "param_groups": [{"lr": 0.002, "betas": (0.0, 0.99), "eps": 1e-8, "weight_decay": 0, "amsgrad": False,
+                               "params": params}]}
+    torch.save({"g": sd, "d": {"convs.0.0.weight": torch.zeros(1, 3, 1, 1)}, "g_ema": sd, "g_optim": optim,
+                "d_optim": optim, "args": rosinality_training_args(G), "ada_aug_p": 0.0}, path)

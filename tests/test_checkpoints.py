@@ -8,7 +8,6 @@ holds a TF-era pickle and the outputs NVIDIA's own converter (stylegan2-ada-pyto
 
 from __future__ import annotations
 
-import argparse
 import collections
 import io
 import json
@@ -22,8 +21,9 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from tests.checkpoint_writers import (PersistentRecord, nvidia_snapshot, persistent_record, rosinality_state_dict,
+from tests.checkpoint_writers import (PersistentRecord, nvidia_snapshot, persistent_record,
                                       tf_networks, write_nvidia_pickle, write_pickle, write_rosinality_pt,
+                                      write_rosinality_training_checkpoint,
                                       write_stylegan3_pickle, write_tf_pickle)
 from insetgan_ops import cli
 from insetgan_ops.checkpoints import CheckpointError, load_generator, read_checkpoint, save_generator
@@ -97,6 +97,19 @@ def test_each_format_loads_to_the_generator_it_was_written_from(tmp_path, fmt, c
     assert (images(loaded) - images(G)).abs().max().item() <= TOLERANCE[fmt]
 
 
+@pytest.mark.parametrize("layout", ["ada", "stylegan3"])
+@pytest.mark.parametrize("protocol", [3, 4, 5])
+def test_nvidia_pickles_as_the_training_loops_wrote_them(tmp_path, layout, protocol):
+    """ada (Python 3.7: protocol 3) and stylegan3 (3.8-3.13: 4, 3.14: 5), each with its own
+    _init_kwargs layout and key order."""
+    G = make_generator(2, conv_clamp=256, num_fp16_res=2)
+    path = tmp_path / "network-snapshot-000000.pkl"
+    write_pickle(nvidia_snapshot(G, layout=layout), path, protocol=protocol)
+    ckpt = read_checkpoint(path)
+    assert (ckpt.config.conv_clamp, ckpt.config.num_fp16_res) == (256, 2)
+    assert torch.equal(images(load_generator(path)), images(G))
+
+
 @pytest.mark.parametrize("protocol", [2, pickle.DEFAULT_PROTOCOL])
 def test_nvidia_pickle_keeps_configuration_stored_in_module_state(tmp_path, protocol):
     G = make_generator(conv_clamp=256, num_fp16_res=2)
@@ -130,6 +143,72 @@ def test_tf_conversion_matches_nvidias_own_converter():
     assert (G.synthesis(ws, noise_mode="const") - expected["img"]).abs().max().item() <= 1e-5
 
 
+def _globals_of(path) -> set[str]:
+    """The ``module.name`` globals a pickle references, as the pack's unpickler is asked for them."""
+    from insetgan_ops.checkpoints.nvidia_pickle import RestrictedUnpickler
+    seen = set()
+
+    class Recording(RestrictedUnpickler):
+        def find_class(self, module, name):
+            seen.add(f"{module}.{name}")
+            return super().find_class(module, name)
+
+    with open(path, "rb") as f:
+        Recording(f, path).load()
+    return seen
+
+
+@pytest.mark.parametrize("protocol, version", [(4, 4), (2, 4), (3, 5)],
+                         ids=["stylegan2 (protocol 4)", "protocol 2", "stylegan2-ada TF (v5, protocol 3)"])
+def test_tf_pickles_as_tensorflow_wrote_them(tmp_path, protocol, version):
+    """0-d variables (every noise_strength, lod) are numpy scalars, as TF's session returned them,
+    stored through numpy 1.x's numpy.core.multiarray.scalar."""
+    G = make_generator(3)
+    path = tmp_path / "stylegan2-ffhq-config-f.pkl"
+    write_tf_pickle(G, path, protocol=protocol, version=version)
+    names = _globals_of(path)
+    assert "numpy.core.multiarray.scalar" in names and not any(n.startswith("numpy._core") for n in names)
+    assert (images(load_generator(path)) - images(G)).abs().max().item() <= 1e-5
+
+
+def test_protocol_5_pickles_of_numpy_arrays_load(tmp_path):
+    """Python 3.14 pickles at protocol 5 by default, where numpy stores arrays through _frombuffer."""
+    G = make_generator(4)
+    path = tmp_path / "g.pkl"
+    write_pickle(tf_networks(G), path, protocol=5)
+    assert "numpy._core.numeric._frombuffer" in _globals_of(path)
+    assert (images(load_generator(path)) - images(G)).abs().max().item() <= 1e-5
+
+
+@pytest.mark.parametrize("variable, value, message", [
+    ("synthesis/4x4/Conv/weight", 0.5, "'synthesis/4x4/Conv/weight' has 0 dimensions \\[\\], expected 4"),
+    ("synthesis/8x8/Conv1/noise_strength", [0.5, 0.5], "noise_strength' has 1 dimensions \\[2\\], expected 0"),
+    ("synthesis/8x8/Conv1/bias", "text", "'synthesis/8x8/Conv1/bias' is not numeric \\(got str\\)"),
+    ("synthesis/8x8/Conv1/bias", [True, False], "is not numeric"),
+])
+def test_tf_variables_of_the_wrong_kind_are_named(tmp_path, variable, value, message):
+    import numpy as np
+    G_train, D, Gs = tf_networks(make_generator())
+    component, name = variable.split("/", 1)
+    network = Gs.state["components"][component]
+    network.state["variables"] = [(k, (np.asarray(value) if not isinstance(value, str) else value) if k == name else v)
+                                  for k, v in network.state["variables"]]
+    path = tmp_path / "g.pkl"
+    write_pickle((G_train, D, Gs), path)
+    with pytest.raises(CheckpointError, match=message):
+        read_checkpoint(path)
+
+
+def test_conditional_generators_of_the_original_stylegan2_code_are_refused(tmp_path):
+    import numpy as np
+    G_train, D, Gs = tf_networks(make_generator())
+    Gs.state["components"]["mapping"].state["variables"].append(("LabelConcat/weight", np.ones([3, 16], np.float32)))
+    path = tmp_path / "g.pkl"
+    write_pickle((G_train, D, Gs), path)
+    with pytest.raises(CheckpointError, match="labels concatenated to z.*LabelEmbed"):
+        read_checkpoint(path)
+
+
 @pytest.mark.parametrize("option, value, message", [
     ("architecture", "resnet", "architecture='resnet' is not supported"),
     ("randomize_noise_seed", 3, r"unknown TF generator options \['randomize_noise_seed'\]"),
@@ -146,11 +225,8 @@ def test_tf_generators_other_than_stylegan2_are_named(tmp_path, option, value, m
 
 def test_rosinality_training_checkpoint_loads_and_gets_w_avg_from_the_mapping(tmp_path):
     G = make_generator()
-    sd = rosinality_state_dict(G)
     path = tmp_path / "100000.pt"  # what rosinality's train.py saves: no latent_avg, the run's args
-    torch.save({"g": sd, "d": {"convs.0.0.weight": torch.zeros(1)}, "g_ema": sd,
-                "g_optim": {"state": {}, "param_groups": [{"lr": 0.002, "params": [0, 1]}]},
-                "args": argparse.Namespace(size=32, latent=16, n_mlp=2, channel_multiplier=2)}, path)
+    write_rosinality_training_checkpoint(G, path)
 
     loaded = load_generator(path)
 
@@ -161,10 +237,11 @@ def test_rosinality_training_checkpoint_loads_and_gets_w_avg_from_the_mapping(tm
             - G.synthesis(G.mapping(torch.ones(1, 16)), noise_mode="const")).abs().max().item() <= 1e-4
 
 
-def test_comfyui_stylegan_safetensors_take_configuration_from_init_kwargs(tmp_path):
+@pytest.mark.parametrize("prefix", ["", "G."])
+def test_nvidia_named_safetensors_take_configuration_from_init_kwargs(tmp_path, prefix):
     G = make_generator(conv_clamp=256, num_fp16_res=2)
     path = tmp_path / "ffhq.safetensors"
-    tensors = {**G.state_dict(), "synthesis.b8.resample_filter": torch.ones(4, 4) / 16}
+    tensors = {prefix + k: v for k, v in {**G.state_dict(), "synthesis.b8.resample_filter": torch.ones(4, 4) / 16}.items()}
     init_kwargs = dict(z_dim=16, c_dim=0, w_dim=16, img_resolution=32, img_channels=3,
                        mapping_kwargs=dict(num_layers=2),
                        synthesis_kwargs=dict(channel_base=256, channel_max=16, num_fp16_res=2, conv_clamp=256))
@@ -172,9 +249,19 @@ def test_comfyui_stylegan_safetensors_take_configuration_from_init_kwargs(tmp_pa
 
     ckpt = read_checkpoint(path)
 
-    assert ckpt.format == "safetensors (ComfyUI-StyleGan)"
+    assert ckpt.format == "safetensors (NVIDIA names)"
     assert (ckpt.config.conv_clamp, ckpt.config.num_fp16_res) == (256, 2)
     assert torch.equal(images(load_generator(path)), images(G))
+    save_file({prefix + k: v for k, v in G.state_dict().items()}, str(path))  # no metadata at all: shapes alone
+    assert torch.equal(images(load_generator(path)), images(G))
+
+
+@pytest.mark.parametrize("init_kwargs", ["[1]", '"x"', '{"mapping_kwargs": "abc"}', "{not json"])
+def test_malformed_init_kwargs_metadata_is_named(tmp_path, init_kwargs):
+    path = tmp_path / "g.safetensors"
+    save_file(make_generator().state_dict(), str(path), metadata={"init_kwargs": init_kwargs})
+    with pytest.raises(CheckpointError, match="init_kwargs metadata"):
+        read_checkpoint(path)
 
 
 def test_stylegan3_safetensors_get_the_same_clear_error(tmp_path):
@@ -283,6 +370,16 @@ def test_payload_in_tensor_storage_bytes_is_refused(tmp_path):
     with pytest.raises(Exception):  # control: NVIDIA's _load_from_bytes (weights_only=False) runs it
         torch.load(io.BytesIO(storage_bytes), weights_only=False)
     assert sentinel.exists()
+
+
+@pytest.mark.parametrize("name, legacy_format", [("ffhq.pt", True), ("stylegan_human_v2_1024.pth", False)])
+def test_rosinality_files_in_torchs_legacy_format_and_as_pth(tmp_path, name, legacy_format):
+    """Many 2020 conversions are in torch's pre-1.6 file format; StyleGAN-Human names its conversions .pth."""
+    G = make_generator(5, init_shape=(4, 2))
+    path = tmp_path / name
+    write_rosinality_pt(G, path, legacy_format=legacy_format)
+    assert path.read_bytes()[:2] != b"PK" if legacy_format else path.read_bytes()[:2] == b"PK"
+    assert (images(load_generator(path)) - images(G)).abs().max().item() <= TOLERANCE["rosinality"]
 
 
 def test_payload_in_a_rosinality_file_is_refused(tmp_path):

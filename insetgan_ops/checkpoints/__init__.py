@@ -7,7 +7,7 @@ NVIDIA PyTorch ``.pkl``            restricted unpickler (:mod:`.nvidia_pickle`):
 (ada, stylegan3, StyleGAN-Human)   the file is executed; unknown globals fail closed
 NVIDIA TF-era ``.pkl``             same unpickler, variables converted (:mod:`.tf_pickle`)
 rosinality ``.pt``                 ``torch.load(weights_only=True)`` (:mod:`.rosinality`)
-``.safetensors``                   the pack's own format, or dfl/ComfyUI-StyleGan's
+``.safetensors``                   the pack's own format, or any NVIDIA-named state dict
 =================================  =======================================================
 
 Every failure raises :class:`CheckpointError` naming the file and the problem.

@@ -133,6 +133,19 @@ def _numpy_scalar_numeric(dtype, data):
     return _numpy_scalar(dtype, data)
 
 
+def _numpy_frombuffer(buffer, dtype, shape, order="C", axis_order=None):
+    """Protocol 5 pickles a numpy array as ``numpy._core.numeric._frombuffer(bytes, dtype, shape, order)``."""
+    if not isinstance(buffer, (bytes, bytearray)) or not isinstance(dtype, np.dtype) \
+            or dtype.kind not in _NUMERIC_KINDS or not isinstance(shape, tuple) \
+            or not all(isinstance(n, int) and n >= 0 for n in shape) or order not in ("C", "F") \
+            or not (axis_order is None or (isinstance(axis_order, tuple) and sorted(axis_order) == list(range(len(shape))))):
+        raise pickle.UnpicklingError("malformed numpy array (protocol 5)")
+    if len(buffer) != math.prod(shape) * dtype.itemsize:
+        raise pickle.UnpicklingError("a numpy array's data does not match its shape")
+    array = np.frombuffer(buffer, dtype).reshape(shape, order=order)
+    return (array if axis_order is None else array.transpose(axis_order)).copy()
+
+
 def _codecs_encode(text, encoding="utf-8"):
     """Protocol-2 pickles written by Python 3 store ``bytes`` as ``_codecs.encode(str, 'latin1')``."""
     if not isinstance(text, str) or encoding not in ("latin1", "latin-1"):
@@ -155,6 +168,8 @@ _ALLOWED_GLOBALS: dict[tuple[str, str], Any] = {
     ("numpy._core.multiarray", "_reconstruct"): _numpy_array,
     ("numpy.core.multiarray", "scalar"): _numpy_scalar_numeric,
     ("numpy._core.multiarray", "scalar"): _numpy_scalar_numeric,
+    ("numpy.core.numeric", "_frombuffer"): _numpy_frombuffer,
+    ("numpy._core.numeric", "_frombuffer"): _numpy_frombuffer,
     ("collections", "OrderedDict"): collections.OrderedDict,
     ("builtins", "set"): set,
     ("__builtin__", "set"): set,

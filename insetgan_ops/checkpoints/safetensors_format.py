@@ -1,8 +1,10 @@
 """The pack's own generator format: ``.safetensors`` with NVIDIA parameter names.
 
-Metadata: ``{"format": "insetgan-stylegan2", "config": <GeneratorConfig JSON>}``. Files written by
-dfl/ComfyUI-StyleGan (metadata ``{"arch": ..., "init_kwargs": <JSON of NVIDIA's Generator
-kwargs>}``) are read too; their configuration comes from ``init_kwargs`` and the tensor shapes.
+Metadata: ``{"format": "insetgan-stylegan2", "config": <GeneratorConfig JSON>}``. Other
+``.safetensors`` files holding an NVIDIA-named generator state dict (tensors ``mapping.*`` and
+``synthesis.*``, or the same under a ``G.`` prefix) are read too: their architecture comes from the
+tensor shapes, helped by NVIDIA's ``Generator`` keyword arguments when the metadata has them as
+``init_kwargs`` (a JSON object, ``mapping_kwargs`` and ``synthesis_kwargs`` objects inside).
 """
 
 from __future__ import annotations
@@ -41,15 +43,26 @@ def read_checkpoint(path: "str | os.PathLike") -> Checkpoint:
         except (ValueError, TypeError) as e:
             raise CheckpointError(path, f"invalid generator config in the metadata: {e}") from e
         return Checkpoint("safetensors", config, state_dict, os.fspath(path))
-    if "init_kwargs" in metadata:  # dfl/ComfyUI-StyleGan
-        try:
-            init_kwargs = json.loads(metadata["init_kwargs"])
-        except ValueError as e:
-            raise CheckpointError(path, f"unreadable init_kwargs metadata: {e}") from e
-        state_dict = {k[2:] if k.startswith("G.") else k: v for k, v in state_dict.items()}
-        config = config_from_state_dict(path, state_dict, init_kwargs)
-        return Checkpoint("safetensors (ComfyUI-StyleGan)", config, state_dict, os.fspath(path))
-    if any(k.startswith("synthesis.") for k in state_dict):
-        return Checkpoint("safetensors", config_from_state_dict(path, state_dict, {}), state_dict, os.fspath(path))
-    raise CheckpointError(path, "this .safetensors file holds no StyleGAN2 generator "
-                                "(no 'synthesis.*' tensors and no generator metadata)")
+    if state_dict and all(k.startswith("G.") for k in state_dict):
+        state_dict = {k[2:]: v for k, v in state_dict.items()}
+    if not any(k.startswith("synthesis.") for k in state_dict):
+        raise CheckpointError(path, "this .safetensors file holds no StyleGAN2 generator "
+                                    "(no 'synthesis.*' tensors and no generator metadata)")
+    init_kwargs = _init_kwargs(path, metadata.get("init_kwargs"))
+    config = config_from_state_dict(path, state_dict, init_kwargs)
+    return Checkpoint("safetensors (NVIDIA names)", config, state_dict, os.fspath(path))
+
+
+def _init_kwargs(path, text) -> dict:
+    """NVIDIA ``Generator`` keyword arguments from the metadata, checked; ``{}`` without them."""
+    if text is None:
+        return {}
+    try:
+        kwargs = json.loads(text)
+    except ValueError as e:
+        raise CheckpointError(path, f"unreadable init_kwargs metadata: {e}") from e
+    if not isinstance(kwargs, dict) or not all(isinstance(kwargs.get(k, {}), dict)
+                                               for k in ("mapping_kwargs", "synthesis_kwargs")):
+        raise CheckpointError(path, "the init_kwargs metadata must be a JSON object of NVIDIA Generator arguments "
+                                    "(with mapping_kwargs and synthesis_kwargs objects)")
+    return kwargs

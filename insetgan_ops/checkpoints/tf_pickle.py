@@ -2,9 +2,11 @@
 ``stylegan2-ffhq-config-f.pkl``): variables renamed and transposed into NVIDIA's PyTorch layout.
 
 Such a pickle is a tuple ``(G, D, Gs)`` of ``dnnlib.tflib.network.Network`` objects whose state is
-``{version, name, static_kwargs, components, build_module_src, build_func_name, variables}``;
-``variables`` is a list of ``(name, ndarray)`` and ``components`` holds the sub-networks
-(``mapping``, ``synthesis``). The embedded ``build_module_src`` is never run. Layout changes:
+``{version, name, static_kwargs, components, build_module_src, build_func_name, variables}`` (version 4
+from NVlabs/stylegan2, 5 with four more keys from stylegan2-ada's TF code); ``variables`` is a list of
+``(name, value)`` as TensorFlow's session returned them: an ndarray, or a numpy scalar for a 0-d
+variable (every ``noise_strength``, ``lod``); ``components`` holds the sub-networks (``synthesis``,
+``mapping``). The embedded ``build_module_src`` is never run. Layout changes:
 
 ====================================  ============================================  ==================
 TF variable                           PyTorch name                                  transform
@@ -72,12 +74,18 @@ _KNOWN: frozenset[str] = frozenset(_DEFAULTS) | {
     "fmap_base", "fmap_max", "truncation_psi", "truncation_cutoff", "style_mixing_prob", "structure"}
 
 
-def _array(path, variables: dict[str, Any], name: str) -> np.ndarray:
+def _array(path, variables: dict[str, Any], name: str, ndim: int) -> np.ndarray:
+    """The variable ``name`` as an ndarray of ``ndim`` dimensions: an ndarray, or a numpy scalar for
+    a 0-d variable, of a float or integer type; anything else is refused naming the variable."""
     value = variables.get(name)
     if value is None:
         raise CheckpointError(path, f"TF variable {name!r} is missing; not a StyleGAN2 (config-e/f) generator")
-    if not isinstance(value, np.ndarray) or value.dtype.kind not in "fiu":
-        raise CheckpointError(path, f"TF variable {name!r} is not a numeric array")
+    if not isinstance(value, (np.ndarray, np.generic)) or value.dtype.kind not in "fiu":
+        raise CheckpointError(path, f"TF variable {name!r} is not numeric (got {type(value).__name__})")
+    value = np.asarray(value)
+    if value.ndim != ndim:
+        raise CheckpointError(path, f"TF variable {name!r} has {value.ndim} dimensions {list(value.shape)}, "
+                                    f"expected {ndim}; not a StyleGAN2 generator")
     return value
 
 
@@ -99,35 +107,41 @@ def tf_generator_state_dict(path: "str | os.PathLike", variables: dict[str, Any]
     if any(k.startswith("synthesis/ToRGB_lod") for k in variables):
         raise CheckpointError(path, "this TF generator uses the 'orig' (progressive-growing) architecture, "
                                     "which is not supported; use a config-e/config-f StyleGAN2 generator")
-    plan: list[tuple[str, str, Callable[[np.ndarray], np.ndarray]]] = [("mapping.w_avg", "dlatent_avg", np.asarray)]
+    if "mapping/LabelConcat/weight" in variables:
+        raise CheckpointError(path, "this is a class-conditional generator of the original StyleGAN2 code (labels "
+                                    "concatenated to z), which is not supported; stylegan2-ada's conditional "
+                                    "generators (LabelEmbed) are")
+    # (PyTorch name, TF name, layout change, the TF variable's number of dimensions)
+    plan: list[tuple[str, str, Callable[[np.ndarray], np.ndarray], int]] = [
+        ("mapping.w_avg", "dlatent_avg", np.asarray, 1)]
     n_dense = sum(1 for k in variables if k.startswith("mapping/Dense") and k.endswith("/weight"))
     for i in range(n_dense):
-        plan += [(f"mapping.fc{i}.weight", f"mapping/Dense{i}/weight", np.transpose),
-                 (f"mapping.fc{i}.bias", f"mapping/Dense{i}/bias", np.asarray)]
+        plan += [(f"mapping.fc{i}.weight", f"mapping/Dense{i}/weight", np.transpose, 2),
+                 (f"mapping.fc{i}.bias", f"mapping/Dense{i}/bias", np.asarray, 1)]
     if "mapping/LabelEmbed/weight" in variables:
-        plan += [("mapping.embed.weight", "mapping/LabelEmbed/weight", np.transpose),
-                 ("mapping.embed.bias", "mapping/LabelEmbed/bias", np.asarray)]
-    plan.append(("synthesis.b4.const", "synthesis/4x4/Const/const", lambda a: a[0]))
+        plan += [("mapping.embed.weight", "mapping/LabelEmbed/weight", np.transpose, 2),
+                 ("mapping.embed.bias", "mapping/LabelEmbed/bias", np.asarray, 1)]
+    plan.append(("synthesis.b4.const", "synthesis/4x4/Const/const", lambda a: a[0], 4))
     for log2 in range(2, int(math.log2(resolution)) + 1):
         r = 2 ** log2
         layers = [("conv1", "Conv", _conv, "noise0")] if r == 4 else [
             ("conv0", "Conv0_up", _conv_up, f"noise{2 * log2 - 5}"), ("conv1", "Conv1", _conv, f"noise{2 * log2 - 4}")]
         for ours, theirs, conv, noise in layers:
             src, dst = f"synthesis/{r}x{r}/{theirs}", f"synthesis.b{r}.{ours}"
-            plan += [(f"{dst}.weight", f"{src}/weight", conv),
-                     (f"{dst}.bias", f"{src}/bias", np.asarray),
-                     (f"{dst}.noise_const", f"synthesis/{noise}", lambda a: a[0, 0]),
-                     (f"{dst}.noise_strength", f"{src}/noise_strength", np.asarray),
-                     (f"{dst}.affine.weight", f"{src}/mod_weight", np.transpose),
-                     (f"{dst}.affine.bias", f"{src}/mod_bias", lambda a: a + 1)]
+            plan += [(f"{dst}.weight", f"{src}/weight", conv, 4),
+                     (f"{dst}.bias", f"{src}/bias", np.asarray, 1),
+                     (f"{dst}.noise_const", f"synthesis/{noise}", lambda a: a[0, 0], 4),
+                     (f"{dst}.noise_strength", f"{src}/noise_strength", np.asarray, 0),
+                     (f"{dst}.affine.weight", f"{src}/mod_weight", np.transpose, 2),
+                     (f"{dst}.affine.bias", f"{src}/mod_bias", lambda a: a + 1, 1)]
         src, dst = f"synthesis/{r}x{r}/ToRGB", f"synthesis.b{r}.torgb"
-        plan += [(f"{dst}.weight", f"{src}/weight", _conv),
-                 (f"{dst}.bias", f"{src}/bias", np.asarray),
-                 (f"{dst}.affine.weight", f"{src}/mod_weight", np.transpose),
-                 (f"{dst}.affine.bias", f"{src}/mod_bias", lambda a: a + 1)]
+        plan += [(f"{dst}.weight", f"{src}/weight", _conv, 4),
+                 (f"{dst}.bias", f"{src}/bias", np.asarray, 1),
+                 (f"{dst}.affine.weight", f"{src}/mod_weight", np.transpose, 2),
+                 (f"{dst}.affine.bias", f"{src}/mod_bias", lambda a: a + 1, 1)]
     state_dict = {}
-    for ours, theirs, transform in plan:
-        value = transform(_array(path, variables, theirs))
+    for ours, theirs, transform, ndim in plan:
+        value = transform(_array(path, variables, theirs, ndim))
         state_dict[ours] = torch.from_numpy(np.array(value, dtype=np.float32, order="C"))
     return state_dict
 
