@@ -13,13 +13,15 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
-from typing import Sequence
+from typing import Optional, Sequence
 
 import torch
 
 from .boxes import as_boxes, box_centers, box_sizes, boxes_from_center_size
 from .crop_paste import crop
+from .optimization import optimizing, own
 from .resampling import resize, sample_boxes
+from .sizes import match_resolution, resolve
 
 
 @dataclasses.dataclass(frozen=True)
@@ -37,18 +39,19 @@ def _distance(canvas: torch.Tensor, target: torch.Tensor, boxes: torch.Tensor) -
 
 
 def refine_box_by_content(canvas: torch.Tensor, inset: torch.Tensor, boxes: torch.Tensor, *,
-                          resolution: int = 32,
+                          resolution: Optional[int] = 32,
                           scales: Sequence[float] = (0.8, 0.9, 1.0, 1.1, 1.25),
                           shifts: Sequence[float] = (-0.2, -0.1, 0.0, 0.1, 0.2),
                           steps: int = 40, learning_rate: float = 0.01) -> BoxMatch:
     """Moves and scales ``boxes`` so that the canvas under them best matches ``inset``.
 
     canvas: ``[B, C, H, W]``; inset: ``[B, C, h, w]`` (or ``[1, C, h, w]`` for all); boxes: ``[B, 4]``
-    starting boxes. Both sides are compared at ``resolution`` pixels high (the inset's aspect).
+    starting boxes. Both sides are compared at ``resolution`` pixels high (the inset's aspect; None:
+    :func:`~insetgan_ops.sizes.match_resolution`).
     The grid search tries every ``shift`` (fraction of the box's width / height, each axis) with
     every ``scale``; the gradient stage then takes ``steps`` Adam steps of ``learning_rate``
     (fraction of the box size per step, and log-scale). Returns a :class:`BoxMatch`.
-    Runs with gradients enabled internally, also when called under ``torch.inference_mode``.
+    May be called under ``torch.inference_mode`` (:mod:`insetgan_ops.optimization`).
     """
     if canvas.ndim != 4 or inset.ndim != 4 or inset.shape[1] != canvas.shape[1]:
         raise ValueError(f"canvas [B, C, H, W] and inset [B, C, h, w] must have the same channels, "
@@ -56,21 +59,21 @@ def refine_box_by_content(canvas: torch.Tensor, inset: torch.Tensor, boxes: torc
     b = canvas.shape[0]
     if inset.shape[0] not in (1, b):
         raise ValueError(f"inset batch {inset.shape[0]} must be 1 or the canvas batch {b}")
-    if resolution < 4 or not scales or not shifts or steps < 0:
-        raise ValueError("resolution must be >= 4, scales and shifts non-empty and steps >= 0")
+    if (resolution is not None and resolution < 4) or not scales or not shifts or steps < 0:
+        raise ValueError("resolution must be >= 4 (or None: auto), scales and shifts non-empty and steps >= 0")
     if any(s <= 0 for s in scales):
         raise ValueError(f"scales must be positive, got {tuple(scales)}")
+    resolution = resolve(resolution, match_resolution, inset.shape[2])
     size = (resolution, max(1, round(resolution * inset.shape[3] / inset.shape[2])))
-    with torch.inference_mode(False):
-        canvas = canvas.detach().clone()  # inference tensors cannot enter autograd; clones can
-        target = resize(inset.detach().clone(), size).expand(b, -1, -1, -1)
-        start_boxes = as_boxes(boxes.detach().clone(), b).to(canvas)
+    with optimizing():
+        canvas = own(canvas)
+        target = resize(own(inset), size).expand(b, -1, -1, -1)
+        start_boxes = as_boxes(own(boxes), b).to(canvas)
         with torch.no_grad():
             best_boxes, best_distance = _grid_search(canvas, target, start_boxes, scales, shifts)
         if steps == 0:
             return BoxMatch(best_boxes, best_distance)
-        with torch.enable_grad():
-            return _gradient_search(canvas, target, best_boxes, best_distance, steps, learning_rate)
+        return _gradient_search(canvas, target, best_boxes, best_distance, steps, learning_rate)
 
 
 def _grid_search(canvas: torch.Tensor, target: torch.Tensor, boxes: torch.Tensor, scales: Sequence[float],

@@ -49,13 +49,15 @@ class ContentMatchedBoxes:
     detector's box or a box from a mask); later calls refine the previous boxes. The grid search
     moves a box by at most ``max_shift`` of its size and scales it by at most ``max_scale``; a box
     found further than 1.5 times these from ``start`` is refused (the previous box stays).
+    ``resolution`` None derives the comparison's size from the inset (:mod:`insetgan_ops.sizes`).
     """
 
-    def __init__(self, start: torch.Tensor, resolution: int = 32, max_shift: float = 0.2, max_scale: float = 1.25,
-                 steps: int = 20):
+    def __init__(self, start: torch.Tensor, resolution: Optional[int] = 32, max_shift: float = 0.2,
+                 max_scale: float = 1.25, steps: int = 20):
         if not 0 <= max_shift <= 1 or not max_scale >= 1:
             raise ValueError(f"max_shift must be in [0, 1] and max_scale >= 1, got {max_shift}, {max_scale}")
-        self.start, self.resolution, self.steps = as_boxes(start), int(resolution), int(steps)
+        self.start, self.steps = as_boxes(start), int(steps)
+        self.resolution = None if resolution is None else int(resolution)
         self.shifts = (-max_shift, -max_shift / 2, 0.0, max_shift / 2, max_shift)
         self.scales = tuple(sorted({1 / max_scale, 1 / max_scale ** 0.5, 1.0, max_scale ** 0.5, max_scale}))
         self.max_shift, self.max_scale = max_shift, max_scale

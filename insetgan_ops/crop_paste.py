@@ -7,7 +7,7 @@ when reduced, bilinear, sub-pixel accurate, differentiable in the images and the
 
 from __future__ import annotations
 
-from typing import Optional, Sequence
+from typing import Optional, Sequence, Union
 
 import torch
 import torch.nn.functional as F
@@ -55,20 +55,28 @@ def _axis_coverage(low: torch.Tensor, high: torch.Tensor, feather: Optional[torc
                        torch.where(fall_ahead, rise, torch.where(rise_done, fall, both)))
 
 
-def box_mask(boxes: torch.Tensor, height: int, width: int, feather: float = 0.0) -> torch.Tensor:
-    """Soft masks of boxes on a ``height`` x ``width`` image: ``[B, 4] -> [B, 1, height, width]``.
+def box_mask(boxes: torch.Tensor, height: int, width: int,
+             feather: Union[float, torch.Tensor] = 0.0) -> torch.Tensor:
+    """Soft masks of boxes on a ``height`` x ``width`` image.
 
     Each pixel holds the mean over its area of a profile that is 1 inside the box and falls to 0
     linearly over ``feather`` pixels *inside* the box edge (capped at half the box's width or
     height), the product of the two axes' profiles. ``feather = 0`` gives exact area coverage:
     1 inside, 0 outside, fractions on pixels a sub-pixel edge cuts. Differentiable in ``boxes``.
+
+    Shape:
+        boxes ``[B, 4]``; feather a number or ``[B]`` (one per box, all > 0) -> ``[B, 1, height, width]``.
     """
-    if feather < 0:
-        raise ValueError(f"feather must be >= 0 pixels, got {feather}")
     boxes = as_boxes(boxes)
-    if feather > 0:
+    feather = torch.as_tensor(feather, dtype=boxes.dtype, device=boxes.device).detach()
+    if feather.ndim > 1 or (feather.ndim == 1 and feather.shape[0] != boxes.shape[0]) or (feather < 0).any() \
+            or not torch.isfinite(feather).all():
+        raise ValueError(f"feather must be a number >= 0 pixels or one per box, got {feather.tolist()}")
+    if feather.ndim == 1 and not (feather > 0).all():
+        raise ValueError("per-box feathers must all be positive")
+    if (feather > 0).all():
         sizes = box_sizes(boxes)
-        ramp = torch.minimum(sizes * 0.5, torch.full_like(sizes, float(feather)))
+        ramp = torch.minimum(sizes * 0.5, feather.reshape(-1, 1).expand_as(sizes))
         ramp_x, ramp_y = ramp[:, 0:1], ramp[:, 1:2]
     else:
         ramp_x = ramp_y = None
@@ -89,7 +97,7 @@ def outline_mask(boxes: torch.Tensor, height: int, width: int, thickness: float 
 
 
 def paste(canvas: torch.Tensor, inset: torch.Tensor, boxes: torch.Tensor,
-          feather: float = 0.0) -> tuple[torch.Tensor, torch.Tensor]:
+          feather: Union[float, torch.Tensor] = 0.0) -> tuple[torch.Tensor, torch.Tensor]:
     """Resamples ``inset`` into ``boxes`` on ``canvas`` and blends it in with a feathered alpha.
 
     canvas: ``[B, C, H, W]``; inset: ``[B, C, h, w]``; boxes: ``[B, 4]`` on the canvas.

@@ -91,11 +91,17 @@ class _ResNet18Trunk(nn.Module):
         self.conv1, self.bn1, self.maxpool = resnet.conv1, resnet.bn1, resnet.maxpool
         self.layer1, self.layer2, self.layer3, self.layer4 = resnet.layer1, resnet.layer2, resnet.layer3, resnet.layer4
 
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def stages(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """The four residual stages' outputs: strides 4, 8, 16, 32 (64, 128, 256, 512 channels)."""
         x = self.layer1(self.maxpool(F.relu(self.bn1(self.conv1(x)))))
-        feat8 = self.layer2(x)
-        feat16 = self.layer3(feat8)
-        return feat8, feat16, self.layer4(feat16)
+        maps = [x]
+        for layer in (self.layer2, self.layer3, self.layer4):
+            maps.append(layer(maps[-1]))
+        return maps
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        _, feat8, feat16, feat32 = self.stages(x)
+        return feat8, feat16, feat32
 
 
 class _ContextPath(nn.Module):
@@ -167,10 +173,18 @@ class BiSeNetFaceParser(FaceParser):
         self.conv_out16 = _Head(128, 64, len(label_set))
         self.conv_out32 = _Head(128, 64, len(label_set))
 
-    def network_logits(self, x: torch.Tensor) -> torch.Tensor:
+    @staticmethod
+    def _imagenet_normalised(x: torch.Tensor) -> torch.Tensor:
         mean = torch.tensor(_IMAGENET_MEAN, device=x.device, dtype=x.dtype).view(1, 3, 1, 1)
         std = torch.tensor(_IMAGENET_STD, device=x.device, dtype=x.dtype).view(1, 3, 1, 1)
-        x = ((x + 1) / 2 - mean) / std
+        return ((x + 1) / 2 - mean) / std
+
+    def feature_maps(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """The ResNet-18 stages' outputs (strides 4 to 32) of the ImageNet-normalised image."""
+        return self.cp.resnet.stages(self._imagenet_normalised(x))
+
+    def network_logits(self, x: torch.Tensor) -> torch.Tensor:
+        x = self._imagenet_normalised(x)
         feat8, context = self.cp(x)
         logits = self.conv_out(self.ffm(feat8, context))
         return F.interpolate(logits, size=x.shape[-2:], mode="bilinear", align_corners=True)
@@ -239,14 +253,19 @@ class UNetFaceParser(FaceParser):
                                       for i, o in zip((c[-1],) + c[::-1][:-1], c[::-1]))
         self.classifier = nn.Conv2d(c[0], len(label_set), 1)
 
-    def network_logits(self, x: torch.Tensor) -> torch.Tensor:
-        """x: [B, 3, S, S] in [-1, 1] (S = ``input_size``) -> logits [B, L, S, S]."""
-        skips = []
+    def feature_maps(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """Each encoder level's output and the bottleneck's: ``[B, c_i, H / 2^i, W / 2^i]``, then
+        ``[B, c_last, H / 2^n, W / 2^n]``."""
+        maps = []
         for encoder in self.encoders:
             x = encoder(x)
-            skips.append(x)
+            maps.append(x)
             x = F.avg_pool2d(x, 2)
-        x = self.bottleneck(x)
+        return maps + [self.bottleneck(x)]
+
+    def network_logits(self, x: torch.Tensor) -> torch.Tensor:
+        """x: [B, 3, S, S] in [-1, 1] (S = ``input_size``) -> logits [B, L, S, S]."""
+        *skips, x = self.feature_maps(x)
         for decoder, skip in zip(self.decoders, reversed(skips)):
             x = F.interpolate(x, size=skip.shape[-2:], mode="bilinear", align_corners=False)
             x = decoder(torch.cat([x, skip], dim=1))

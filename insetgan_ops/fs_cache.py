@@ -30,6 +30,7 @@ from .fs_compositor import EmbedSettings, FSCode, embed
 from .generator import Generator
 from .latents import fingerprint
 from .optimization import StepCallback
+from .perceptual import as_perceptual
 from .safetensors_io import write_safetensors
 
 __all__ = ["EmbeddingCache", "embedding_key"]
@@ -42,7 +43,7 @@ def embedding_key(generator_fingerprint: str, image: torch.Tensor, lpips_model, 
     """SHA-256 (hex) of what determines an embedding. image: [3, H, W] or [1, 3, H, W]."""
     h = hashlib.sha256(generator_fingerprint.encode())
     pixels = image.detach().to("cpu", torch.float32).contiguous()
-    h.update(json.dumps([list(pixels.shape[-3:]), type(lpips_model.net).__name__, dataclasses.asdict(settings)],
+    h.update(json.dumps([list(pixels.shape[-3:]), as_perceptual(lpips_model).name, dataclasses.asdict(settings)],
                         sort_keys=True).encode())
     h.update(pixels.numpy().tobytes())
     return h.hexdigest()

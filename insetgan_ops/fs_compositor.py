@@ -44,10 +44,12 @@ than the official one. ``docs/barbershop.md`` gives the figures behind each choi
 commands that measure them. Noise is constant throughout (the official code draws new noise in
 every pass, so its results cannot be reproduced).
 
-``lpips_model`` is an ``lpips.LPIPS`` (v0.1), e.g. from
-:func:`~insetgan_ops.lpips_loader.load_lpips`: its per-pixel distance map is averaged inside
-masks, and its backbone gives the style features. Every optimiser here may be called under
-``torch.inference_mode()`` and freezes the networks it uses (:mod:`insetgan_ops.optimization`).
+``lpips_model`` is an ``lpips.LPIPS`` (v0.1, e.g. from :func:`~insetgan_ops.lpips_loader.load_lpips`)
+or any :class:`~insetgan_ops.perceptual.PerceptualModel` (on the demo models, the demo face parser's
+:class:`~insetgan_ops.perceptual.ParserFeatures`, which need no download): its per-pixel distance
+maps are averaged inside masks, and its first four feature maps give the style features. Every
+optimiser here may be called under ``torch.inference_mode()`` and freezes the networks it uses
+(:mod:`insetgan_ops.optimization`).
 """
 
 from __future__ import annotations
@@ -56,7 +58,6 @@ import dataclasses
 import math
 from typing import Mapping, Optional, Sequence
 
-import lpips
 import torch
 import torch.nn.functional as F
 
@@ -65,9 +66,11 @@ from .checks import check_generator_images, check_images
 from .crop_paste import paste
 from .generator import Generator, ws_before
 from .optimization import MAX_STEPS, StepCallback, extended, optimizing, own, report_step, substeps
+from .perceptual import as_perceptual
 from .projection import ProjectionSettings, project
 from .resampling import resize, resize_labels, resize_masks
 from .segmentation import FaceParser, LabelSet
+from .sizes import paste_back_radius, resolve
 from .target_mask import LabelSource, dilate, erode, feather, label_owners, to_label_map
 
 __all__ = ["FSCode", "EmbedSettings", "AlignSettings", "BlendSettings", "LentRegion", "CompositeRegions",
@@ -217,27 +220,18 @@ class CompositeResult:
     changed: torch.Tensor
 
 
-def _check_lpips(lpips_model) -> None:
-    if getattr(lpips_model, "version", None) != "0.1" or not getattr(lpips_model, "lpips", False):
-        raise ValueError("the FS compositor needs an lpips.LPIPS of version 0.1 with its calibrated linear layers "
-                         "(e.g. from insetgan_ops.lpips_loader.load_lpips)")
-
-
 class PerceptualTarget:
-    """LPIPS distances to fixed reference images, whose network features are computed once.
+    """Perceptual distances to fixed reference images, whose network features are computed once.
 
-    lpips_model: an ``lpips.LPIPS`` (v0.1; ``spatial`` either way); images: [B, 3, H, W] in [-1, 1].
+    lpips_model: an ``lpips.LPIPS`` (v0.1; ``spatial`` either way) or a
+    :class:`~insetgan_ops.perceptual.PerceptualModel`; images: [B, 3, H, W] in [-1, 1].
     """
 
     def __init__(self, lpips_model, images: torch.Tensor):
-        _check_lpips(lpips_model)
-        self.model = lpips_model
+        self.model = as_perceptual(lpips_model)
         self.size = tuple(images.shape[-2:])
         with torch.no_grad():
-            self.features = self._features(images.float())
-
-    def _features(self, x: torch.Tensor) -> list[torch.Tensor]:
-        return [lpips.normalize_tensor(f) for f in self.model.net(self.model.scaling_layer(x))]
+            self.features = self.model.features(images.float())
 
     def distance(self, x: torch.Tensor, mask: Optional[torch.Tensor] = None) -> torch.Tensor:
         """LPIPS itself without a mask; with one, LPIPS's per-pixel distance map averaged inside it
@@ -250,7 +244,7 @@ class PerceptualTarget:
         if tuple(x.shape[-2:]) != self.size:
             raise ValueError(f"images must be {self.size[0]}x{self.size[1]} like the references, "
                              f"got {list(x.shape)}")
-        layers = [lin((fx - fy).square()) for lin, fx, fy in zip(self.model.lins, self._features(x), self.features)]
+        layers = self.model.distance_maps(self.model.features(x), self.features)
         if mask is None:
             return sum(d.mean(dim=(1, 2, 3)) for d in layers)
         distance = sum(F.interpolate(d, size=self.size, mode="bilinear", align_corners=False) for d in layers)
@@ -278,7 +272,7 @@ def masked_mse(x: torch.Tensor, y: torch.Tensor, mask: torch.Tensor) -> torch.Te
 
 
 def _style_features(lpips_model, x: torch.Tensor) -> list[torch.Tensor]:
-    return list(lpips_model.net(lpips_model.scaling_layer(x)))[:_STYLE_LAYERS]
+    return as_perceptual(lpips_model).features(x)[:_STYLE_LAYERS]
 
 
 def _gram(features: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -290,8 +284,8 @@ def _gram(features: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
 
 def masked_style_loss(lpips_model, x: torch.Tensor, x_mask: torch.Tensor, y: torch.Tensor,
                       y_mask: torch.Tensor) -> torch.Tensor:
-    """Mean squared difference of masked Gram matrices over the first four ReLU outputs of the
-    LPIPS backbone (VGG16: relu1_2 ... relu4_3, as Barbershop's style loss).
+    """Mean squared difference of masked Gram matrices over the first four feature maps of the
+    perceptual network (for LPIPS VGG16: relu1_2 ... relu4_3, as Barbershop's style loss).
 
     Shape:
         x, y ``[B, 3, H, W]`` in [-1, 1] (y is the reference, no gradient); masks
@@ -332,7 +326,7 @@ def embed(G: Generator, images: torch.Tensor, lpips_model, settings: EmbedSettin
         images ``[B, 3, H, W]`` -> F ``[B, C, r, r * aspect]``, ws ``[B, num_ws, w_dim]``.
     """
     check_generator_images(G, images)
-    _check_lpips(lpips_model)
+    as_perceptual(lpips_model)
     res = default_fs_resolution(G) if settings.fs_resolution is None else settings.fs_resolution
     total = settings.total_steps
     projection = ProjectionSettings(steps=settings.w_steps, lr=settings.lr, l2_weight=settings.mse_weight,
@@ -406,7 +400,7 @@ def align(G: Generator, code: FSCode, target: torch.Tensor, parser: FaceParser,
     if not 1 <= align_codes <= k:
         raise ValueError(f"align_codes must lie in 1..{k} (the codes before F at {code.res}), got {align_codes}")
     if lent is not None:
-        _check_lpips(lpips_model)
+        as_perceptual(lpips_model)
     parser.label_set.check_labels(target)
     steps = settings.steps if lent is None else settings.lender_steps
     parse_size = (parser.input_size, parser.input_size)
@@ -528,7 +522,7 @@ def blend(G: Generator, F_mixed: torch.Tensor, codes: Sequence[FSCode], images: 
     lenders = [k for k in range(len(codes)) if k != default_source and masks[k] is not None]
     if not lenders:
         raise ValueError("blend needs at least one image besides the default one with a mask")
-    _check_lpips(lpips_model)
+    as_perceptual(lpips_model)
     with optimizing(G, lpips_model):
         small = _lpips_size(G, settings.lpips_size)
         refs = [(PerceptualTarget(lpips_model, resize(own(images[i], torch.float32), small)),
@@ -646,26 +640,30 @@ def composite(G: Generator, images: Sequence[torch.Tensor], codes: Sequence[FSCo
                      on_step=substeps(on_step, done, done + blend.steps))
 
 
-def paste_weight(changed: torch.Tensor, size: Sequence[int], *, grow: int = 8, soften: int = 8) -> torch.Tensor:
+def paste_weight(changed: torch.Tensor, size: Sequence[int], *, grow: Optional[int] = None,
+                 soften: Optional[int] = None) -> torch.Tensor:
     """The weight :func:`paste_back` gives the composite: ``changed`` resized to ``size``, grown by
-    ``grow`` pixels and feathered over about ``soften`` pixels (a Gaussian).
+    ``grow`` pixels and feathered over about ``soften`` pixels (a Gaussian); None for either:
+    :func:`~insetgan_ops.sizes.paste_back_radius` of the height.
 
     Shape:
         changed ``[B, 1, H', W']`` in 0..1 -> ``[B, 1, H, W]`` in 0..1 for ``size = (H, W)``.
     """
     weight = resize_masks(changed.float(), size)
+    grow, soften = (resolve(v, paste_back_radius, size[0]) for v in (grow, soften))
     return feather(dilate(weight, grow), soften).clamp(0, 1)
 
 
 def paste_back(result: torch.Tensor, original: torch.Tensor, changed: torch.Tensor, *,
-               boxes: Optional[torch.Tensor] = None, grow: int = 8, soften: int = 8) -> torch.Tensor:
+               boxes: Optional[torch.Tensor] = None, grow: Optional[int] = None,
+               soften: Optional[int] = None) -> torch.Tensor:
     """Keeps the original pixels away from the edited area, so the identity stays exact there.
 
     The composite is used inside ``changed`` grown by ``grow`` pixels and faded out over about
-    ``soften`` pixels (:func:`paste_weight`, at the composite's size); the original elsewhere,
-    bit for bit. Images are blended as they are, in any value range. With ``boxes`` the original
-    is the uncropped photo, and each composite goes back into the box it was cropped from
-    (resampled sub-pixel, anti-aliased).
+    ``soften`` pixels (:func:`paste_weight`, at the composite's size; None derives both from its
+    height); the original elsewhere, bit for bit. Images are blended as they are, in any value
+    range. With ``boxes`` the original is the uncropped photo, and each composite goes back into
+    the box it was cropped from (resampled sub-pixel, anti-aliased).
 
     Shape:
         result ``[B or 1, C, h, w]``; original ``[B or 1, C, H, W]`` (``(h, w) = (H, W)`` without

@@ -49,6 +49,7 @@ from typing import Literal, Optional, Sequence, Union
 import torch
 
 from .box_tracking import BoxSource
+from .boxes import box_sizes
 from .checks import device_of
 from .crop_paste import paste
 from .generator import Generator
@@ -57,6 +58,7 @@ from .losses import (BodyPreservationLoss, BorderLoss, CoarseLoss, FacePreservat
                      LossSet, LossState, RegularizerLoss)
 from .optimization import StepCallback, optimizing, own, report_step
 from .resampling import resize
+from .sizes import coarse_resolution, inset_feather
 from .wplus import WPlusCode, ramped_lr
 
 __all__ = ["MODES", "CanvasSpec", "InsetSpec", "JointResult", "Phase", "RandomInit", "apply_mode",
@@ -109,7 +111,8 @@ class CanvasSpec:
 @dataclasses.dataclass(frozen=True)
 class InsetSpec:
     """One inset generator (a face, shoes). ``name`` identifies it in losses and results; ``boxes``
-    places it on the canvas; ``feather`` (canvas pixels) softens its edge in the final composite."""
+    places it on the canvas; ``feather`` (canvas pixels) softens its edge in the final composite
+    (None: :func:`~insetgan_ops.sizes.inset_feather` of each box)."""
 
     name: str
     generator: Generator
@@ -117,7 +120,7 @@ class InsetSpec:
     init: Init = "mean"
     lr: float = INSET_LR
     trainable: bool = True
-    feather: float = 0.0
+    feather: Optional[float] = 0.0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -176,31 +179,27 @@ def apply_mode(canvas: CanvasSpec, insets: Sequence[InsetSpec], mode: str) -> tu
 
 def standard_losses(canvas: CanvasSpec, insets: Sequence[InsetSpec], lpips: Optional[torch.nn.Module] = None,
                     preserve_insets: bool = False) -> LossSet:
-    """The paper's loss set for these specs, with sizes scaled to the images.
+    """The paper's loss set for these specs, with sizes derived from the images (:mod:`insetgan_ops.sizes`).
 
-    Per inset: coarse (at ``min(64, h // 4)`` pixels high), border (``clamp(h // 32, 2, 8)`` pixels
-    wide) and, with ``preserve_insets`` (face swap, a given face), face preservation; per trainable
-    generator: the regulariser; with a trainable canvas: body preservation (margin and feather of
-    ``canvas_height / 128`` pixels). LPIPS weights are used when ``lpips`` is given, else 0 (and on
-    coarse images smaller than AlexNet's minimum of 32 pixels). Weights are the loss terms' defaults
+    Per inset: coarse, border and, with ``preserve_insets`` (face swap, a given face), face
+    preservation; per trainable generator: the regulariser; with a trainable canvas: body
+    preservation. LPIPS weights are used when ``lpips`` is given, else 0 (and on coarse images
+    smaller than AlexNet's minimum of 32 pixels). Weights are the loss terms' defaults
     (StyleGAN-Human's) except :data:`BORDER_WEIGHT` and :data:`REGULARIZER_WEIGHT`.
     """
     with_lpips = lpips is not None
     terms = []
     for spec in insets:
-        h = spec.generator.img_height
-        coarse = min(64, max(4, h // 4))
-        terms.append(CoarseLoss(spec.name, resolution=coarse, lpips=lpips,
-                                lpips_weight=0.05 if with_lpips and coarse >= _MIN_LPIPS_SIZE else 0.0))
-        terms.append(BorderLoss(spec.name, width=min(8, max(2, h // 32)), l1_weight=BORDER_WEIGHT, lpips=lpips))
+        coarse_lpips = with_lpips and coarse_resolution(spec.generator.img_height) >= _MIN_LPIPS_SIZE
+        terms.append(CoarseLoss(spec.name, resolution=None, lpips=lpips, lpips_weight=0.05 if coarse_lpips else 0.0))
+        terms.append(BorderLoss(spec.name, width=None, l1_weight=BORDER_WEIGHT, lpips=lpips))
         if preserve_insets:
-            terms.append(FacePreservationLoss(spec.name, margin=min(8, max(2, h // 32)), lpips=lpips,
+            terms.append(FacePreservationLoss(spec.name, margin=None, lpips=lpips,
                                               lpips_weight=1.75 if with_lpips else 0.0))
         if spec.trainable:
             terms.append(RegularizerLoss(spec.name, REGULARIZER_WEIGHT, REGULARIZER_WEIGHT))
     if canvas.trainable:
-        margin = max(1.0, canvas.generator.img_height / 128)
-        terms.append(BodyPreservationLoss(margin=margin, feather=margin, lpips=lpips,
+        terms.append(BodyPreservationLoss(margin=None, feather=None, lpips=lpips,
                                           lpips_weight=0.1 if with_lpips else 0.0))
         terms.append(RegularizerLoss(canvas.name, REGULARIZER_WEIGHT, REGULARIZER_WEIGHT))
     return LossSet(terms)
@@ -342,7 +341,9 @@ class _Run:
     def composite(self, canvas: torch.Tensor, insets: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict]:
         image, masks = canvas, {}
         for spec in self.insets:
-            image, masks[spec.name] = paste(image, insets[spec.name], self.boxes[spec.name], spec.feather)
+            boxes = self.boxes[spec.name]
+            feather = inset_feather(box_sizes(boxes)[:, 1]) if spec.feather is None else spec.feather
+            image, masks[spec.name] = paste(image, insets[spec.name], boxes, feather)
         return image, masks
 
     @torch.no_grad()

@@ -21,7 +21,8 @@ outside of the boxes), LPIPS compares both images multiplied by the region's mas
 network sees identical zeros elsewhere and any difference it reports starts in the region.
 
 Default weights are those of StyleGAN-Human's InsetGAN port (whose L1 is also a per-pixel mean),
-the set tried most in practice; pixel widths are in pixels of the image the term looks at.
+the set tried most in practice; pixel widths are in pixels of the image the term looks at, and
+``None`` derives them from that image's size (:mod:`insetgan_ops.sizes`).
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ from .boxes import as_boxes, pad
 from .checks import device_of
 from .crop_paste import box_mask, crop
 from .resampling import resize
+from .sizes import border_width, canvas_margin, coarse_resolution, inset_margin, resolve
 
 
 @dataclasses.dataclass(frozen=True)
@@ -166,22 +168,23 @@ class CoarseLoss(_ImageDistanceTerm):
     """L_coarse: the canvas under the box and the inset should look alike at low resolution.
 
     Both are resampled (anti-aliased) to ``resolution`` pixels high at the inset's aspect (64x64
-    for square insets, as in the paper): the canvas straight from its pixels, the inset from its
-    own. Defaults: L1 500, LPIPS 0.05.
+    for square insets, as in the paper; None: :func:`~insetgan_ops.sizes.coarse_resolution`): the
+    canvas straight from its pixels, the inset from its own. Defaults: L1 500, LPIPS 0.05.
     """
 
     def __init__(self, inset: str = "face", l1_weight: float = 500.0, lpips_weight: float = 0.05,
-                 resolution: int = 64, lpips: Optional[nn.Module] = None, name: Optional[str] = None):
+                 resolution: Optional[int] = 64, lpips: Optional[nn.Module] = None, name: Optional[str] = None):
         super().__init__(name or f"coarse[{inset}]", l1_weight, lpips_weight, lpips)
-        if resolution < 1:
-            raise ValueError(f"resolution must be positive, got {resolution}")
-        self.inset, self.resolution = inset, int(resolution)
+        if resolution is not None and resolution < 1:
+            raise ValueError(f"resolution must be positive (or None: auto), got {resolution}")
+        self.inset, self.resolution = inset, None if resolution is None else int(resolution)
         self.refers_to = (inset,)
 
     def __call__(self, state: LossState) -> torch.Tensor:
         view = state.inset(self.inset)
         h, w = view.image.shape[2:]
-        size = (self.resolution, max(1, round(self.resolution * w / h)))
+        height = resolve(self.resolution, coarse_resolution, h)
+        size = (height, max(1, round(height * w / h)))
         return self.distance(crop(state.canvas, view.boxes, size), resize(view.image, size))
 
 
@@ -189,25 +192,27 @@ class BorderLoss(_ImageDistanceTerm):
     """L_border: along the box edge the inset must continue the canvas, so that pasting leaves no seam.
 
     Compares the canvas crop and the inset (both at the inset's resolution) on the band of
-    ``width`` pixels inside the crop's edge. Defaults: width 8, L1 2500 (StyleGAN-Human's weight
-    when the canvas is optimised; it uses 25000 when the inset is), LPIPS 0 (the port uses L1
-    only; the paper adds LPIPS). Active from the first step.
+    ``width`` pixels inside the crop's edge (None: :func:`~insetgan_ops.sizes.border_width`).
+    Defaults: width 8, L1 2500 (StyleGAN-Human's weight when the canvas is optimised; it uses
+    25000 when the inset is), LPIPS 0 (the port uses L1 only; the paper adds LPIPS). Active from
+    the first step.
     """
 
-    def __init__(self, inset: str = "face", width: int = 8, l1_weight: float = 2500.0, lpips_weight: float = 0.0,
-                 lpips: Optional[nn.Module] = None, name: Optional[str] = None):
+    def __init__(self, inset: str = "face", width: Optional[int] = 8, l1_weight: float = 2500.0,
+                 lpips_weight: float = 0.0, lpips: Optional[nn.Module] = None, name: Optional[str] = None):
         super().__init__(name or f"border[{inset}]", l1_weight, lpips_weight, lpips)
-        if width < 1:
-            raise ValueError(f"border width must be at least 1 pixel, got {width}")
-        self.inset, self.width = inset, int(width)
+        if width is not None and width < 1:
+            raise ValueError(f"border width must be at least 1 pixel (or None: auto), got {width}")
+        self.inset, self.width = inset, None if width is None else int(width)
         self.refers_to = (inset,)
 
     def band(self, height: int, width: int, like: torch.Tensor) -> torch.Tensor:
-        """``[1, 1, height, width]``: 1 on the band of ``self.width`` pixels along the edge, 0 inside."""
-        if 2 * self.width >= min(height, width):
-            raise ValueError(f"border width {self.width} leaves no interior in a {height}x{width} inset; "
+        """``[1, 1, height, width]``: 1 on the band along the edge, 0 inside."""
+        band = resolve(self.width, border_width, height)
+        if 2 * band >= min(height, width):
+            raise ValueError(f"border width {band} leaves no interior in a {height}x{width} inset; "
                              f"use less than {min(height, width) // 2}")
-        inner = like.new_tensor([[self.width, self.width, width - self.width, height - self.width]])
+        inner = like.new_tensor([[band, band, width - band, height - band]])
         return 1 - box_mask(inner, height, width)
 
     def __call__(self, state: LossState) -> torch.Tensor:
@@ -251,22 +256,26 @@ class BodyPreservationLoss(_ImageDistanceTerm):
 
     The region is the complement of every inset's box grown by ``margin`` pixels, feathered over
     ``feather`` pixels inside the grown edge (``margin >= feather`` keeps the box itself fully
-    excluded); L1 over that region plus LPIPS on both canvases masked by it. Defaults: L1 9000,
-    LPIPS 0.1, margin 8, feather 8 (canvas pixels).
+    excluded; None for either: :func:`~insetgan_ops.sizes.canvas_margin`); L1 over that region
+    plus LPIPS on both canvases masked by it. Defaults: L1 9000, LPIPS 0.1, margin 8, feather 8
+    (canvas pixels).
     """
 
-    def __init__(self, l1_weight: float = 9000.0, lpips_weight: float = 0.1, margin: float = 8.0,
-                 feather: float = 8.0, lpips: Optional[nn.Module] = None, name: str = "body"):
+    def __init__(self, l1_weight: float = 9000.0, lpips_weight: float = 0.1, margin: Optional[float] = 8.0,
+                 feather: Optional[float] = 8.0, lpips: Optional[nn.Module] = None, name: str = "body"):
         super().__init__(name, l1_weight, lpips_weight, lpips)
-        _check_weights(margin=margin, feather=feather)
-        self.margin, self.feather = float(margin), float(feather)
+        _check_weights(**{k: v for k, v in (("margin", margin), ("feather", feather)) if v is not None})
+        self.margin = None if margin is None else float(margin)
+        self.feather = None if feather is None else float(feather)
 
     def region(self, state: LossState) -> torch.Tensor:
         """``[B, 1, H, W]``: 1 where the body is preserved, 0 on (and around) the insets."""
         height, width = state.canvas.shape[2:]
+        margin = resolve(self.margin, canvas_margin, height)
+        feather = resolve(self.feather, canvas_margin, height)
         keep = torch.ones_like(state.canvas[:, :1])
         for view in state.insets.values():
-            keep = keep * (1 - box_mask(pad(view.boxes, self.margin), height, width, self.feather))
+            keep = keep * (1 - box_mask(pad(view.boxes, margin), height, width, feather))
         return keep
 
     def __call__(self, state: LossState) -> torch.Tensor:
@@ -279,16 +288,16 @@ class FacePreservationLoss(_ImageDistanceTerm):
     """L_face: the inset's interior should stay as the reference inset was (identity preservation).
 
     Compares the inset and its reference inside the box less a ``margin`` of pixels on each side
-    (the border band is left free to meet the canvas), at the inset's resolution. Defaults: L1
-    5000, LPIPS 1.75, margin 8.
+    (the border band is left free to meet the canvas; None: :func:`~insetgan_ops.sizes.inset_margin`),
+    at the inset's resolution. Defaults: L1 5000, LPIPS 1.75, margin 8.
     """
 
-    def __init__(self, inset: str = "face", l1_weight: float = 5000.0, lpips_weight: float = 1.75, margin: int = 8,
-                 lpips: Optional[nn.Module] = None, name: Optional[str] = None):
+    def __init__(self, inset: str = "face", l1_weight: float = 5000.0, lpips_weight: float = 1.75,
+                 margin: Optional[int] = 8, lpips: Optional[nn.Module] = None, name: Optional[str] = None):
         super().__init__(name or f"face_preservation[{inset}]", l1_weight, lpips_weight, lpips)
-        if margin < 0:
-            raise ValueError(f"margin must be >= 0 pixels, got {margin}")
-        self.inset, self.margin = inset, int(margin)
+        if margin is not None and margin < 0:
+            raise ValueError(f"margin must be >= 0 pixels (or None: auto), got {margin}")
+        self.inset, self.margin = inset, None if margin is None else int(margin)
         self.refers_to = (inset,)
 
     def __call__(self, state: LossState) -> torch.Tensor:
@@ -296,7 +305,7 @@ class FacePreservationLoss(_ImageDistanceTerm):
         if view.reference is None:
             raise ValueError(f"face preservation of {self.inset!r} needs the reference inset (the inset at the start)")
         h, w = view.image.shape[2:]
-        m = self.margin
+        m = resolve(self.margin, inset_margin, h)
         if 2 * m >= min(h, w):
             raise ValueError(f"margin {m} leaves no interior in a {h}x{w} inset; use less than {min(h, w) // 2}")
         interior = (Ellipsis, slice(m, h - m), slice(m, w - m))

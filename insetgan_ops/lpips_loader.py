@@ -49,6 +49,31 @@ def backbone_filename(net: LpipsNet) -> str:
     return _weights(net).url.rsplit("/", 1)[-1]
 
 
+def backbone_url(net: LpipsNet) -> str:
+    """Where torchvision downloads ``net``'s backbone from (``https://download.pytorch.org/models/...``)."""
+    return _weights(net).url
+
+
+def net_of_backbone(filename: str) -> LpipsNet:
+    """The LPIPS network whose backbone file is ``filename`` (``"alexnet-owt-7be5be79.pth"`` -> ``"alex"``)."""
+    for net in LPIPS_NETS:
+        if backbone_filename(net) == filename:
+            return net
+    raise ValueError(f"{filename!r} is not an LPIPS backbone file; the backbones are "
+                     f"{', '.join(backbone_filename(n) for n in LPIPS_NETS)} (torchvision's, unchanged)")
+
+
+def available_backbones(search_dirs: Iterable[Union[str, os.PathLike]] = ()) -> list[str]:
+    """The backbone files :func:`find_backbone_file` would find, by file name."""
+    found = []
+    for net in LPIPS_NETS:
+        try:
+            found.append(find_backbone_file(net, search_dirs).name)
+        except LpipsWeightsMissingError:
+            pass
+    return found
+
+
 def _weights(net: str):
     if net not in _BACKBONE_WEIGHTS:
         raise ValueError(f"LPIPS backbone must be one of {LPIPS_NETS}, got {net!r}")

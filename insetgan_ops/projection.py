@@ -30,7 +30,7 @@ from typing import Callable, Optional
 
 import torch
 
-from .checks import as_mask_batch
+from .checks import as_mask_batch, check_device
 from .generator import Generator
 from .latents import GeneratorIdentity, Latent
 from .optimization import MAX_STEPS, StepCallback, optimizing, own, report_step
@@ -162,6 +162,7 @@ def project(G: Generator, target: torch.Tensor, settings: ProjectionSettings = P
     if init is not None:
         init.check_generator(identity)
     networks = (G, perceptual if isinstance(perceptual, torch.nn.Module) else None)
+    check_device(G.w_avg.device, networks[1], "perceptual model (LPIPS)")
     with optimizing(*networks):
         target = _prepare_target(G, target)
         weights = _prepare_mask(mask, target)

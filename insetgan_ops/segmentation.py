@@ -122,20 +122,21 @@ class LabelSet:
             names = [names]
         return [self.index(n) for n in names]
 
-    def lookup_table(self, target: "LabelSet") -> torch.Tensor:
-        """``lut [len(self)]`` with ``lut[i]`` = the index in ``target`` of this set's label ``i``.
+    def counterpart(self, label: str, target: "LabelSet") -> str:
+        """The name in ``target`` of this set's ``label``: the same name, else its ``coarse`` label
+        (``"left_eye"`` -> ``"eyes"``); raises ``ValueError`` when ``target`` has neither."""
+        self.index(label)
+        name = label if label in target else self.coarse.get(label)
+        if name not in target:
+            raise ValueError(f"cannot convert label set {self.name!r} to {target.name!r}: label {label!r} "
+                             f"has no counterpart there (available: {', '.join(target.labels)})")
+        return name
 
-        A label maps to the label of the same name, else to its ``coarse`` label; a label with
-        neither in ``target`` raises ``ValueError`` (e.g. converting 16 labels to 19).
-        """
-        lut = []
-        for label in self.labels:
-            name = label if label in target else self.coarse.get(label)
-            if name not in target:
-                raise ValueError(f"cannot convert label set {self.name!r} to {target.name!r}: label {label!r} "
-                                 f"has no counterpart there (available: {', '.join(target.labels)})")
-            lut.append(target.index(name))
-        return torch.tensor(lut, dtype=torch.long)
+    def lookup_table(self, target: "LabelSet") -> torch.Tensor:
+        """``lut [len(self)]`` with ``lut[i]`` = the index in ``target`` of this set's label ``i``
+        (:meth:`counterpart`; e.g. converting 16 labels to 19 raises ``ValueError``)."""
+        return torch.tensor([target.index(self.counterpart(label, target)) for label in self.labels],
+                            dtype=torch.long)
 
     def check_labels(self, labels: torch.Tensor) -> None:
         """Raises ``ValueError`` unless ``labels`` is an integer tensor with values in ``[0, len)``."""
@@ -190,6 +191,11 @@ class FaceParser(nn.Module):
     def network_logits(self, x: torch.Tensor) -> torch.Tensor:
         """x: [B, 3, input_size, input_size] in [-1, 1] -> logits [B, L, input_size, input_size]."""
         raise NotImplementedError
+
+    def feature_maps(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """The network's intermediate feature maps of x ``[B, 3, H, W]`` in [-1, 1] at any size, shallow
+        first (what :class:`~insetgan_ops.perceptual.ParserFeatures` compares)."""
+        raise NotImplementedError(f"{type(self).__name__} does not expose its feature maps")
 
     def forward(self, img: torch.Tensor) -> torch.Tensor:
         """img: [B, 3, H, W] in [-1, 1] -> logits [B, len(label_set), H, W]."""

@@ -24,8 +24,9 @@ from ..insetgan_ops.fs_compositor import (AlignSettings, BlendSettings, EmbedSet
 from ..insetgan_ops.optimization import MAX_STEPS
 from ..insetgan_ops.segmentation import FaceParser
 from ..insetgan_ops.target_mask import parse_mapping
+from ..insetgan_ops.sizes import paste_back_radius
 from . import comfy_runtime
-from .convert import from_comfy_image, from_comfy_mask, to_comfy_image, to_comfy_mask
+from .convert import AUTO, from_auto, from_comfy_image, from_comfy_mask, size_input, to_comfy_image, to_comfy_mask
 from .sockets import (BARBERSHOP_TARGET, BOXES, FACE_PARSER, FS_ALIGNMENT, FS_LATENT, LPIPS, REFERENCE_NAMES,
                       STYLEGAN, CompositeTarget, FSAlignment, FSLatent, ImageBoxes, StyleGANModel)
 
@@ -179,7 +180,7 @@ class Align:
         check_device(device, face_parser, "face parser")
         names = REFERENCE_NAMES[:len(references)]
         label_set = face_parser.label_set
-        mapping = {**target.mapping, **parse_mapping(appearance, label_set, names)}
+        mapping = {**target.mapping_in(label_set), **parse_mapping(appearance, label_set, names)}
         target_labels = target.in_label_set(target.labels, label_set, "the target").to(device)
         sources = [target.in_label_set(s, label_set, f"labels_{n}") for s, n in zip(target.sources, names)]
         embedded = [r.reference(stylegan, f"reference_{n}") for r, n in zip(references, names)]
@@ -251,10 +252,10 @@ class PasteBack:
             "original": ("IMAGE", {"tooltip": "The identity image (reference a), or the uncropped photo it was "
                                               "cropped from when boxes are connected."}),
             "changed": ("MASK", {"tooltip": "Where the composite was edited (Blend's 'changed')."}),
-            "grow": ("INT", {"default": 8, "min": 0, "max": 256,
-                             "tooltip": "Pixels (at the composite's size) the edited region is grown by."}),
-            "soften": ("INT", {"default": 8, "min": 0, "max": 256,
-                               "tooltip": "Width of the feathered seam, in pixels at the composite's size."}),
+            "grow": size_input("INT", AUTO, 256, paste_back_radius,
+                               "Pixels (at the composite's size) the edited region is grown by."),
+            "soften": size_input("INT", AUTO, 256, paste_back_radius,
+                                 "Width of the feathered seam, in pixels at the composite's size."),
         }, "optional": {
             "boxes": (BOXES, {"tooltip": "The box the composite's images were cropped from, on the original "
                                          "(Detect Faces / Adjust Boxes used with Crop Boxes)."}),
@@ -270,7 +271,7 @@ class PasteBack:
             boxes.check_image(photo.shape[-2], photo.shape[-1], what="original")
             where = boxes.boxes
         pasted = paste_back(composite[..., :3].permute(0, 3, 1, 2), photo, from_comfy_mask(changed), boxes=where,
-                            grow=grow, soften=soften)
+                            grow=from_auto(grow), soften=from_auto(soften))
         return (pasted.permute(0, 2, 3, 1).contiguous(),)
 
 

@@ -1,4 +1,4 @@
-"""Library tensors <-> ComfyUI's IMAGE and MASK, and preview pictures.
+"""Library values <-> ComfyUI's: IMAGE and MASK tensors, preview pictures, ``auto`` size widgets.
 
 =============  =================================  ===========================
                library                            ComfyUI
@@ -7,7 +7,9 @@ image          ``[B, C, H, W]`` float, ~[-1, 1]   IMAGE ``[B, H, W, 3]`` float 0
 mask           ``[B, 1, H, W]`` float 0..1        MASK ``[B, H, W]`` float 0..1
 =============  =================================  ===========================
 
-IMAGE and MASK tensors handed to ComfyUI live on the CPU, as its own nodes expect.
+IMAGE and MASK tensors handed to ComfyUI live on the CPU, as its own nodes expect. A size-like
+widget (a border width, a margin, a feather) offers :data:`AUTO` (-1), which the library receives
+as None and derives from the images (:mod:`insetgan_ops.sizes`).
 """
 
 from __future__ import annotations
@@ -15,6 +17,26 @@ from __future__ import annotations
 import numpy as np
 import torch
 from PIL import Image
+
+from ..insetgan_ops.sizes import describe
+
+AUTO = -1
+"""The widget value of a size the library derives from the images wired in."""
+
+
+def size_input(kind: str, default: float, maximum: float, rule, tooltip: str, step: float = 1.0) -> tuple:
+    """An INT or FLOAT widget spec whose :data:`AUTO` means ``rule`` (a :mod:`insetgan_ops.sizes`
+    function); the tooltip gets the values it picks at 64, 256 and 1024 pixels."""
+    options = {"default": default, "min": AUTO, "max": maximum,
+               "tooltip": f"{tooltip} -1: auto, derived from the images ({describe(rule)})."}
+    if kind == "FLOAT":
+        options["step"] = step
+    return (kind, options)
+
+
+def from_auto(value: float):
+    """A size widget's value for the library: None for :data:`AUTO`, else the value."""
+    return None if value == AUTO else value
 
 
 def to_comfy_image(img: torch.Tensor) -> torch.Tensor:

@@ -16,8 +16,9 @@ from ..insetgan_ops import boxes as box_ops
 from ..insetgan_ops.box_matching import refine_box_by_content
 from ..insetgan_ops.crop_paste import box_mask, crop, outline_mask, paste
 from ..insetgan_ops.detection import SELECTION_POLICIES, FaceDetector
+from ..insetgan_ops.sizes import inset_feather, match_resolution
 from . import comfy_runtime
-from .convert import from_comfy_image, from_comfy_mask, to_comfy_image, to_comfy_mask
+from .convert import AUTO, from_auto, from_comfy_image, from_comfy_mask, size_input, to_comfy_image, to_comfy_mask
 from .sockets import BOXES, FACE_DETECTOR, STYLEGAN, ImageBoxes, StyleGANModel
 
 CATEGORY = "InsetGAN/Boxes"
@@ -30,6 +31,16 @@ _TOOLTIPS = {
     "feather": "Soft edge, in pixels inside the box edge: the mask falls from 1 to 0 over this width. "
                "0 = hard edge (with exact partial coverage of pixels a fractional edge cuts).",
 }
+
+
+def _feather_spec() -> tuple:
+    return size_input("FLOAT", 0.0, 1024.0, inset_feather, _TOOLTIPS["feather"] + " Auto is a 16th of each box's "
+                      "height.", step=0.5)
+
+
+def _feather(boxes: torch.Tensor, feather: float):
+    """A feather widget's value for boxes ``[B, 4]``: the number, or one per box for auto."""
+    return inset_feather(box_ops.box_sizes(boxes)[:, 1]) if from_auto(feather) is None else feather
 
 
 def _image_size(image: torch.Tensor) -> tuple[int, int]:
@@ -71,7 +82,8 @@ class FaceDetectorNode:
 
     def build(self, min_face_size: int, threshold_pnet: float, threshold_rnet: float, threshold_onet: float,
               device: str):
-        return (FaceDetector(comfy_runtime.resolve_device(device), min_face_size, (threshold_pnet, threshold_rnet, threshold_onet)),)
+        thresholds = (threshold_pnet, threshold_rnet, threshold_onet)
+        return (FaceDetector(comfy_runtime.resolve_device(device), min_face_size, thresholds),)
 
 
 class DetectFaces:
@@ -181,8 +193,9 @@ class AdjustBoxes:
                                  "tooltip": "Scale about the centre: 1.8 grows a tight MTCNN face box to about "
                                             "an FFHQ-style face crop; 1 keeps the size."}),
             "shift_down": ("FLOAT", {"default": 0.0, "min": -2.0, "max": 2.0, "step": 0.01,
-                                     "tooltip": "Move down by this fraction of the box height (negative: up). "
-                                                "Face crops usually sit a little lower than the tight face."}),
+                                     "tooltip": "Move down by this fraction of the given box's height (before "
+                                                "expand; negative: up), as Inset Boxes: Detect Face does. Face "
+                                                "crops usually sit a little lower than the tight face."}),
             "aspect": (list(cls.ASPECTS), {
                 "default": "keep",
                 "tooltip": "keep: as is; square; ratio: width / height = aspect_ratio; inset generator: the "
@@ -199,7 +212,7 @@ class AdjustBoxes:
 
     def adjust(self, boxes: ImageBoxes, expand: float, shift_down: float, aspect: str, aspect_ratio: float,
                clamp: str, inset_generator: Optional[StyleGANModel] = None):
-        out = box_ops.shift_down(box_ops.expand(boxes.boxes, expand), shift_down)
+        out = box_ops.shift_down(box_ops.expand(boxes.boxes, expand), shift_down, heights_of=boxes.boxes)
         if aspect == "square":
             out = box_ops.square(out)
         elif aspect == "ratio":
@@ -237,8 +250,8 @@ class RefineBoxesByContent:
             "image": ("IMAGE", {"tooltip": "The canvas the boxes are on."}),
             "inset": ("IMAGE", {"tooltip": "The inset to look for (one for all images, or one per image)."}),
             "boxes": (BOXES, {"tooltip": "Starting boxes near the right place (e.g. a manual box)."}),
-            "resolution": ("INT", {"default": 32, "min": 4, "max": 512,
-                                   "tooltip": "Compare at this many pixels high: lower is faster and coarser."}),
+            "resolution": size_input("INT", AUTO, 512, match_resolution,
+                                     "Compare at this many pixels high (at least 4): lower is faster and coarser."),
             "steps": ("INT", {"default": 40, "min": 0, "max": 1000,
                               "tooltip": "Gradient steps after the grid search (0: grid search only)."}),
         }}
@@ -247,7 +260,7 @@ class RefineBoxesByContent:
         height, width = _image_size(image)
         boxes.check_image(height, width)
         match = refine_box_by_content(from_comfy_image(image), from_comfy_image(inset),
-                                      boxes.for_batch(image.shape[0]), resolution=resolution, steps=steps)
+                                      boxes.for_batch(image.shape[0]), resolution=from_auto(resolution), steps=steps)
         refined = ImageBoxes(match.boxes, height, width)
         return refined, to_comfy_mask(box_mask(refined.boxes, height, width))
 
@@ -264,12 +277,11 @@ class BoxesToMask:
     def INPUT_TYPES(cls):
         return {"required": {
             "boxes": (BOXES, {"tooltip": _TOOLTIPS["boxes"]}),
-            "feather": ("FLOAT", {"default": 0.0, "min": 0.0, "max": 1024.0, "step": 0.5,
-                                  "tooltip": _TOOLTIPS["feather"]}),
+            "feather": _feather_spec(),
         }}
 
     def draw(self, boxes: ImageBoxes, feather: float):
-        return (to_comfy_mask(box_mask(boxes.boxes, boxes.height, boxes.width, feather)),)
+        return (to_comfy_mask(box_mask(boxes.boxes, boxes.height, boxes.width, _feather(boxes.boxes, feather))),)
 
 
 class DrawBoxes:
@@ -340,8 +352,7 @@ class PasteInset:
             "canvas": ("IMAGE", {"tooltip": "The images to paste into."}),
             "inset": ("IMAGE", {"tooltip": "The inset images (one for all canvases, or one per canvas)."}),
             "boxes": (BOXES, {"tooltip": "Where each inset goes on its canvas."}),
-            "feather": ("FLOAT", {"default": 0.0, "min": 0.0, "max": 1024.0, "step": 0.5,
-                                  "tooltip": _TOOLTIPS["feather"]}),
+            "feather": _feather_spec(),
         }}
 
     def paste(self, canvas: torch.Tensor, inset: torch.Tensor, boxes: ImageBoxes, feather: float):
@@ -350,7 +361,8 @@ class PasteInset:
         if inset.shape[0] not in (1, batch):
             raise ValueError(f"{inset.shape[0]} insets for {batch} canvases: give one inset per canvas or one for all")
         insets = from_comfy_image(inset).expand(batch, -1, -1, -1)
-        image, alpha = paste(from_comfy_image(canvas), insets, boxes.for_batch(batch), feather)
+        where = boxes.for_batch(batch)
+        image, alpha = paste(from_comfy_image(canvas), insets, where, _feather(where, feather))
         return to_comfy_image(image), to_comfy_mask(alpha)
 
 

@@ -17,9 +17,14 @@ from typing import Optional
 from torch import nn
 
 from ..insetgan_ops import losses as loss_terms
-from ..insetgan_ops.lpips_loader import LPIPS_NETS, find_backbone_file, load_lpips
+from ..insetgan_ops.lpips_loader import (LPIPS_NETS, available_backbones, backbone_filename, backbone_url,
+                                        find_backbone_file, load_lpips, net_of_backbone)
+from ..insetgan_ops.perceptual import ParserFeatures
+from ..insetgan_ops.segmentation import FaceParser
+from ..insetgan_ops.sizes import border_width, canvas_margin, coarse_resolution, inset_margin
 from . import comfy_runtime
-from .sockets import LOSSES, LPIPS
+from .convert import AUTO, from_auto, size_input
+from .sockets import FACE_PARSER, LOSSES, LPIPS
 
 CATEGORY = "InsetGAN/Losses"
 MAX_WEIGHT = 1e7
@@ -54,10 +59,11 @@ class _LossNode:
 
 
 class LoadLPIPS:
-    DESCRIPTION = ("Loads an LPIPS perceptual distance (v0.1) for the loss terms and for Project Image. Its "
-                   "calibration ships with the lpips package; the ImageNet backbone is read from "
-                   "models/lpips (alex: alexnet-owt-7be5be79.pth, vgg: vgg16-397923af.pth, torchvision's files) "
-                   "or torch's hub cache. Nothing is downloaded; a missing file is an error naming it and its URL.")
+    DESCRIPTION = ("Loads an LPIPS perceptual distance (v0.1) for the loss terms, Project Image and Barbershop. Its "
+                   "calibration ships with the lpips package; its ImageNet backbone is a file you put into "
+                   "models/lpips once (torchvision's own: alexnet-owt-7be5be79.pth or vgg16-397923af.pth; torch's "
+                   "hub cache is searched too). Nothing is downloaded. On the demo models, Face Parser Features "
+                   "needs no download.")
     CATEGORY = CATEGORY
     RETURN_TYPES = (LPIPS,)
     RETURN_NAMES = ("lpips",)
@@ -66,18 +72,44 @@ class LoadLPIPS:
 
     @classmethod
     def INPUT_TYPES(cls):
+        urls = "; ".join(f"{backbone_filename(n)}: {backbone_url(n)}" for n in LPIPS_NETS)
         return {"required": {
-            "net": (list(LPIPS_NETS), {"default": "alex",
-                                       "tooltip": "alex: fast (StyleGAN-Human's choice); vgg: the official "
-                                                  "InsetGAN's and Barbershop's, slower."}),
+            "backbone": (available_backbones(comfy_runtime.model_folders("lpips")), {
+                "tooltip": f"The backbone file, which picks the network: alexnet (fast, StyleGAN-Human's choice) or "
+                           f"vgg16 (the official InsetGAN's and Barbershop's, slower). Downloads: {urls}."}),
             "device": (["auto", "cpu"], {"default": "auto", "tooltip": "auto: ComfyUI's device."}),
         }}
 
-    def load(self, net: str, device: str):
+    def load(self, backbone: str, device: str):
+        net = net_of_backbone(backbone)
         where, folders = comfy_runtime.resolve_device(device), comfy_runtime.model_folders("lpips")
-        backbone = find_backbone_file(net, folders)
-        return (comfy_runtime.MODELS.get(f"lpips-{net}", str(backbone), where,
+        path = find_backbone_file(net, folders)
+        return (comfy_runtime.MODELS.get(f"lpips-{net}", str(path), where,
                                          lambda: load_lpips(net, where, search_dirs=folders)),)
+
+
+class FaceParserFeatures:
+    DESCRIPTION = ("A perceptual distance from a face parser's own features, for wherever an LPIPS model is taken "
+                   "(Barbershop's Embed, Align and Blend, the loss terms, Project Image). With the pack's demo face "
+                   "parser it needs no download and suits the demo models; for real photos use Load LPIPS.")
+    CATEGORY = CATEGORY
+    RETURN_TYPES = (LPIPS,)
+    RETURN_NAMES = ("lpips",)
+    OUTPUT_TOOLTIPS = ("The perceptual model (the parser's feature maps compared LPIPS-style), frozen.",)
+    FUNCTION = "build"
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {
+            "face_parser": (FACE_PARSER, {"tooltip": "A parser from Load Face Parser (the demo parser, or BiSeNet "
+                                                     "for its ResNet-18 features)."}),
+            "scale": ("FLOAT", {"default": 1.0, "min": 0.001, "max": 1000.0, "step": 0.01,
+                                "tooltip": "Multiplies the distance, to balance it against the other loss terms "
+                                           "(1: about an LPIPS's size on the demo faces)."}),
+        }}
+
+    def build(self, face_parser: FaceParser, scale: float):
+        return (ParserFeatures(face_parser, scale),)
 
 
 class CoarseLoss(_LossNode):
@@ -91,15 +123,15 @@ class CoarseLoss(_LossNode):
             "inset": ("STRING", {"default": "face", "tooltip": _TOOLTIPS["inset"]}),
             "l1_weight": _weight(500.0, "Weight of the mean absolute difference (StyleGAN-Human: 500)."),
             "lpips_weight": _weight(0.0, "Weight of LPIPS (StyleGAN-Human: 0.05); needs an LPIPS model."),
-            "resolution": ("INT", {"default": 64, "min": 4, "max": 1024,
-                                   "tooltip": "Compare at this many pixels high (64 in the paper; about a "
-                                              "quarter of the inset's height suits small generators)."}),
+            "resolution": size_input("INT", AUTO, 1024, coarse_resolution,
+                                     "Compare at this many pixels high (the paper: 64; at least 4)."),
             "name": ("STRING", {"default": "", "tooltip": _TOOLTIPS["name"]}),
         }, "optional": _chain_inputs()}
 
     def add(self, inset: str, l1_weight: float, lpips_weight: float, resolution: int, name: str,
             losses: Optional[loss_terms.LossSet] = None, lpips: Optional[nn.Module] = None):
-        return _extend(losses, loss_terms.CoarseLoss(inset, l1_weight, lpips_weight, resolution, lpips, name or None))
+        return _extend(losses, loss_terms.CoarseLoss(inset, l1_weight, lpips_weight, from_auto(resolution), lpips,
+                                                     name or None))
 
 
 class BorderLoss(_LossNode):
@@ -110,9 +142,7 @@ class BorderLoss(_LossNode):
     def INPUT_TYPES(cls):
         return {"required": {
             "inset": ("STRING", {"default": "face", "tooltip": _TOOLTIPS["inset"]}),
-            "width": ("INT", {"default": 8, "min": 1, "max": 512,
-                              "tooltip": "Band width in inset pixels (8 at 256-1024 pixels; about 1/32 of the "
-                                         "inset's height for small generators)."}),
+            "width": size_input("INT", AUTO, 512, border_width, "Band width in inset pixels (the paper: 8)."),
             "l1_weight": _weight(2500.0, "Weight of the mean absolute difference on the band (StyleGAN-Human: 2500 "
                                          "while the canvas is optimised, 25000 while the inset is)."),
             "lpips_weight": _weight(0.0, "Weight of LPIPS on the band (the paper adds it; the port uses 0)."),
@@ -121,7 +151,8 @@ class BorderLoss(_LossNode):
 
     def add(self, inset: str, width: int, l1_weight: float, lpips_weight: float, name: str,
             losses: Optional[loss_terms.LossSet] = None, lpips: Optional[nn.Module] = None):
-        return _extend(losses, loss_terms.BorderLoss(inset, width, l1_weight, lpips_weight, lpips, name or None))
+        return _extend(losses, loss_terms.BorderLoss(inset, from_auto(width), l1_weight, lpips_weight, lpips,
+                                                     name or None))
 
 
 class RegularizerLoss(_LossNode):
@@ -154,19 +185,18 @@ class BodyPreservationLoss(_LossNode):
             "l1_weight": _weight(9000.0, "Weight of the mean absolute difference outside the boxes "
                                          "(StyleGAN-Human: 9000)."),
             "lpips_weight": _weight(0.0, "Weight of LPIPS outside the boxes (StyleGAN-Human: 0.1)."),
-            "margin": ("FLOAT", {"default": 8.0, "min": 0.0, "max": 1024.0, "step": 0.5,
-                                 "tooltip": "Canvas pixels around each box left free to change (about 1/128 of "
-                                            "the canvas height)."}),
-            "feather": ("FLOAT", {"default": 8.0, "min": 0.0, "max": 1024.0, "step": 0.5,
-                                  "tooltip": "Soft edge of the free region in canvas pixels (at most the margin "
-                                             "keeps the box itself free)."}),
+            "margin": size_input("FLOAT", AUTO, 1024.0, canvas_margin,
+                                 "Canvas pixels around each box left free to change.", step=0.5),
+            "feather": size_input("FLOAT", AUTO, 1024.0, canvas_margin,
+                                  "Soft edge of the free region in canvas pixels (at most the margin keeps the "
+                                  "box itself free).", step=0.5),
             "name": ("STRING", {"default": "body", "tooltip": "Name of the term in the loss plot."}),
         }, "optional": _chain_inputs()}
 
     def add(self, l1_weight: float, lpips_weight: float, margin: float, feather: float, name: str,
             losses: Optional[loss_terms.LossSet] = None, lpips: Optional[nn.Module] = None):
-        return _extend(losses, loss_terms.BodyPreservationLoss(l1_weight, lpips_weight, margin, feather, lpips,
-                                                               name or "body"))
+        return _extend(losses, loss_terms.BodyPreservationLoss(l1_weight, lpips_weight, from_auto(margin),
+                                                               from_auto(feather), lpips, name or "body"))
 
 
 class FacePreservationLoss(_LossNode):
@@ -179,19 +209,20 @@ class FacePreservationLoss(_LossNode):
             "inset": ("STRING", {"default": "face", "tooltip": _TOOLTIPS["inset"]}),
             "l1_weight": _weight(5000.0, "Weight of the mean absolute difference (StyleGAN-Human: 5000)."),
             "lpips_weight": _weight(0.0, "Weight of LPIPS (StyleGAN-Human: 1.75)."),
-            "margin": ("INT", {"default": 8, "min": 0, "max": 512,
-                               "tooltip": "Inset pixels along the edge left free to meet the canvas."}),
+            "margin": size_input("INT", AUTO, 512, inset_margin,
+                                 "Inset pixels along the edge left free to meet the canvas."),
             "name": ("STRING", {"default": "", "tooltip": _TOOLTIPS["name"]}),
         }, "optional": _chain_inputs()}
 
     def add(self, inset: str, l1_weight: float, lpips_weight: float, margin: int, name: str,
             losses: Optional[loss_terms.LossSet] = None, lpips: Optional[nn.Module] = None):
-        return _extend(losses, loss_terms.FacePreservationLoss(inset, l1_weight, lpips_weight, margin, lpips,
-                                                               name or None))
+        return _extend(losses, loss_terms.FacePreservationLoss(inset, l1_weight, lpips_weight, from_auto(margin),
+                                                               lpips, name or None))
 
 
 NODE_CLASS_MAPPINGS = {
     "InsetGANLoadLPIPS": LoadLPIPS,
+    "InsetGANFaceParserFeatures": FaceParserFeatures,
     "InsetGANCoarseLoss": CoarseLoss,
     "InsetGANBorderLoss": BorderLoss,
     "InsetGANRegularizerLoss": RegularizerLoss,
@@ -200,6 +231,7 @@ NODE_CLASS_MAPPINGS = {
 }
 NODE_DISPLAY_NAME_MAPPINGS = {
     "InsetGANLoadLPIPS": "Load LPIPS",
+    "InsetGANFaceParserFeatures": "Face Parser Features (perceptual)",
     "InsetGANCoarseLoss": "Coarse Loss",
     "InsetGANBorderLoss": "Border Loss",
     "InsetGANRegularizerLoss": "Regularizer Loss",

@@ -17,8 +17,9 @@ from ..insetgan_ops.latents import MAX_SEED, Latent
 from ..insetgan_ops.losses import LossSet
 from ..insetgan_ops.optimization import MAX_STEPS
 from ..insetgan_ops.plots import loss_curves_tensor
+from ..insetgan_ops.sizes import inset_feather, match_resolution
 from . import comfy_runtime
-from .convert import from_comfy_image, from_comfy_mask, to_comfy_image, to_comfy_mask
+from .convert import AUTO, from_auto, from_comfy_image, from_comfy_mask, size_input, to_comfy_image, to_comfy_mask
 from .sockets import (BOX_TRACKER, BOXES, FACE_DETECTOR, INSETS, LOSSES, LPIPS, RESULT, STYLEGAN, STYLEGAN_LATENT,
                       BoxTracker, ImageBoxes, InsetEntry, JointOptimizeResult, StyleGANModel)
 
@@ -67,12 +68,12 @@ class ContentBoxTracker:
             "max_scale": ("FLOAT", {"default": 1.25, "min": 1.0, "max": 4.0, "step": 0.01,
                                     "tooltip": "Search range of the size: the largest growth or shrinkage in one "
                                                "search (a factor; within 1.5 times this of the start)."}),
-            "resolution": ("INT", {"default": 32, "min": 4, "max": 512,
-                                   "tooltip": "Compare at this many pixels high: lower is faster and coarser."}),
+            "resolution": size_input("INT", AUTO, 512, match_resolution,
+                                     "Compare at this many pixels high (at least 4): lower is faster and coarser."),
         }}
 
     def build(self, boxes: ImageBoxes, max_shift: float, max_scale: float, resolution: int):
-        source = box_tracking.ContentMatchedBoxes(boxes.boxes, resolution, max_shift, max_scale)
+        source = box_tracking.ContentMatchedBoxes(boxes.boxes, from_auto(resolution), max_shift, max_scale)
         return (BoxTracker(source, boxes),)
 
 
@@ -94,7 +95,8 @@ class FaceBoxTracker:
                                     "tooltip": "Growth of the tight face box to the generator's framing (1.8 suits "
                                                "FFHQ-style crops)."}),
             "shift_down": ("FLOAT", {"default": 0.05, "min": -1.0, "max": 1.0, "step": 0.01,
-                                     "tooltip": "Move the box down by this fraction of the face height."}),
+                                     "tooltip": "Move the box down by this fraction of the tight face box's "
+                                                "height, as Adjust Boxes does."}),
             "min_confidence": ("FLOAT", {"default": 0.9, "min": 0.0, "max": 1.0, "step": 0.01,
                                          "tooltip": "Faces less confident than this are ignored."}),
             "policy": (list(SELECTION_POLICIES), {"default": "largest",
@@ -132,8 +134,9 @@ class Inset:
             "learning_rate": ("FLOAT", {"default": joint_optimizer.INSET_LR, "min": 0.0001, "max": 1.0, "step": 0.001,
                                         "tooltip": "Adam learning rate of the inset's code (StyleGAN-Human: 0.02; "
                                                    "lower to keep a projected photo close)."}),
-            "feather": ("FLOAT", {"default": 0.0, "min": 0.0, "max": 1024.0, "step": 0.5,
-                                  "tooltip": "Soft edge of the pasted inset in the composite, in canvas pixels."}),
+            "feather": size_input("FLOAT", AUTO, 1024.0, inset_feather,
+                                  "Soft edge of the pasted inset in the composite, in canvas pixels (0: hard); "
+                                  "auto is a 16th of the inset's box height.", step=0.5),
         }, "optional": {
             "latent": (STYLEGAN_LATENT, {"tooltip": "Starting latent of this generator (one for all candidates or "
                                                     "one each); the mean latent when not connected."}),
@@ -151,7 +154,7 @@ class Inset:
             latent.check_generator(stylegan.identity)
         spec = joint_optimizer.InsetSpec(name, stylegan.generator, box_tracker.source,
                                          init=latent if latent is not None else "mean", lr=learning_rate,
-                                         trainable=trainable, feather=feather)
+                                         trainable=trainable, feather=from_auto(feather))
         return (tuple(insets) + (InsetEntry(spec, stylegan, box_tracker),),)
 
 

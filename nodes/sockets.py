@@ -192,6 +192,23 @@ class CompositeTarget:
         except ValueError as e:
             raise ValueError(f"{what}: {e}; use a face parser of the target's labels ({self.label_set.name})") from e
 
+    def mapping_in(self, label_set: LabelSet) -> dict[str, int]:
+        """The mapping with its label names translated into ``label_set`` (``left_eye: b`` becomes
+        ``eyes: b`` for Barbershop's 16 labels); raises when two merged labels come from different
+        references."""
+        translated: dict[str, int] = {}
+        for name, source in self.mapping.items():
+            try:
+                merged = self.label_set.counterpart(name, label_set)
+            except ValueError as e:
+                raise ValueError(f"the target's mapping: {e}; use a face parser of the target's labels") from e
+            if translated.get(merged, source) != source:
+                raise ValueError(f"the target's mapping takes labels that are one label {merged!r} for the face "
+                                 f"parser from different references; take them from one reference, or use a face "
+                                 f"parser of the target's labels ({self.label_set.name})")
+            translated[merged] = source
+        return translated
+
 
 @dataclasses.dataclass(frozen=True, eq=False)
 class FSLatent:

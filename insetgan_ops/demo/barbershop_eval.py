@@ -21,9 +21,11 @@ Writes to ``--out``:
     ``compared`` (the official step counts, :data:`OFFICIAL_SCHEDULE`): PSNR and LPIPS of each
     face's FS reconstruction against the face, per face and mean, and seconds.
 
-LPIPS is AlexNet (v0.1 linear layers) with the ImageNet backbone when
-:func:`~insetgan_ops.lpips_loader.load_lpips` finds it, otherwise a seeded untrained one (the JSON
-says which); the figures are then not perceptual distances, only a feature-space error.
+The optimisations' perceptual model is, by default, the face parser's features
+(:class:`~insetgan_ops.perceptual.ParserFeatures`, as the demo templates use); ``--perceptual alex``
+uses AlexNet LPIPS instead. The figures' LPIPS is AlexNet (v0.1 linear layers) with the ImageNet
+backbone when :func:`~insetgan_ops.lpips_loader.load_lpips` finds it, otherwise a seeded untrained
+one (the JSON says which); the figures are then not perceptual distances, only a feature-space error.
 """
 
 from __future__ import annotations
@@ -45,6 +47,7 @@ from ..face_parsers import load_face_parser
 from ..fs_compositor import AlignSettings, BlendSettings, EmbedSettings, align_all, blend_all, embed, masked_lpips
 from ..generator import Generator
 from ..lpips_loader import LpipsWeightsMissingError, find_backbone_file, load_lpips
+from ..perceptual import ParserFeatures
 from ..segmentation import FaceParser
 from ..target_mask import compose_target, dilate
 from .contact_sheets import colourise
@@ -78,6 +81,9 @@ MAX_HAIR_IOU = 0.5
 """A reference lends its hair to an identity only when their hair masks overlap less than this (IoU)."""
 MIN_HAIR_FRACTION = 0.05
 """... and both show at least this much hair (of the image)."""
+PERCEPTUAL_CHOICES = ("parser", "alex")
+"""The optimisations' perceptual model: :class:`~insetgan_ops.perceptual.ParserFeatures` of the face
+parser, or AlexNet LPIPS (:func:`lpips_for_evaluation`)."""
 LPIPS_SEED = 0
 """Seed of the LPIPS backbone when its ImageNet weights are missing."""
 _PAD = 2
@@ -141,8 +147,11 @@ class _StepCounter:
 
 
 def transfer_hair(G: Generator, parser: FaceParser, lpips_model, identity: torch.Tensor, reference: torch.Tensor,
-                  schedule: Schedule = Schedule()) -> dict:
+                  schedule: Schedule = Schedule(), metric=None) -> dict:
     """The whole pipeline for one pair, measured. identity, reference: [1, 3, H, W] in [-1, 1].
+
+    ``lpips_model`` is the perceptual model the optimisations use; ``metric`` (default: the same)
+    the LPIPS that measures the result outside the edit.
 
     Returns the figures (see the module's doc), ``steps`` per stage, and the tensors ``images``
     [5, 3, H, W] (identity, reference, target labels, result, result labels; labels colourised).
@@ -166,7 +175,7 @@ def transfer_hair(G: Generator, parser: FaceParser, lpips_model, identity: torch
         reconstruction = codes[0].render(G)
         outside = 1 - dilate(result.changed, alignment.radius)
         outside_l1 = float(masked_l1(result.image, reconstruction, outside))
-        outside_lpips = float(masked_lpips(lpips_model, result.image, reconstruction, outside))
+        outside_lpips = float(masked_lpips(metric or lpips_model, result.image, reconstruction, outside))
     target = target.to(result_labels.device)
     # The embedding runs both images as one batch; each stage's steps count once per image.
     steps = {stage: n * (2 if stage.startswith("embed") else 1) for stage, n in counter.steps.items()}
@@ -183,16 +192,16 @@ def transfer_hair(G: Generator, parser: FaceParser, lpips_model, identity: torch
 
 
 def embedding_quality(G: Generator, lpips_model, images: torch.Tensor,
-                      settings: EmbedSettings = EmbedSettings()) -> dict:
-    """PSNR and LPIPS of the FS reconstructions of ``images`` [N, 3, H, W] in [-1, 1], embedded
-    with ``settings``: per image and mean."""
+                      settings: EmbedSettings = EmbedSettings(), metric=None) -> dict:
+    """PSNR and LPIPS (``metric``, default ``lpips_model``) of the FS reconstructions of ``images``
+    [N, 3, H, W] in [-1, 1], embedded with ``settings`` and ``lpips_model``: per image and mean."""
     start = time.perf_counter()
     code = embed(G, images, lpips_model, settings)
     seconds = time.perf_counter() - start
     with torch.no_grad():
         reconstruction = code.render(G)
         p = psnr(reconstruction, images)
-        d = masked_lpips(lpips_model, reconstruction, images)
+        d = masked_lpips(metric or lpips_model, reconstruction, images)
     return {"psnr": p.tolist(), "lpips": d.tolist(), "mean_psnr": float(p.mean()), "mean_lpips": float(d.mean()),
             "seconds": seconds}
 
@@ -203,8 +212,8 @@ def _mean(rows: Iterable[dict], key: str) -> float:
 
 
 def evaluate(G: Generator, parser: FaceParser, lpips_model, pairs: int = 4, seed: int = 0,
-             schedule: Schedule = Schedule(), compare_with: Optional[EmbedSettings] = OFFICIAL_SCHEDULE.embed
-             ) -> tuple[dict, torch.Tensor]:
+             schedule: Schedule = Schedule(), compare_with: Optional[EmbedSettings] = OFFICIAL_SCHEDULE.embed,
+             metric=None) -> tuple[dict, torch.Tensor]:
     """Hair transfer on ``pairs`` pairs of rendered faces (identities from renderer seed ``seed``,
     references from ``seed + 1``) with ``schedule`` (e.g. a short one for tests), and, unless
     ``compare_with`` is None, the embedding of the same faces with ``schedule.embed`` against
@@ -220,7 +229,7 @@ def evaluate(G: Generator, parser: FaceParser, lpips_model, pairs: int = 4, seed
     rows, sheet = [], []
     for i, j in chosen:
         row = transfer_hair(G, parser, lpips_model, identities["image"][i:i + 1].to(device),
-                            references["image"][j:j + 1].to(device), schedule)
+                            references["image"][j:j + 1].to(device), schedule, metric)
         sheet.append(row.pop("images").cpu())
         rows.append({"identity": [seed, i], "reference": [seed + 1, j], **row})
     steps = rows[0]["steps"]
@@ -234,8 +243,8 @@ def evaluate(G: Generator, parser: FaceParser, lpips_model, pairs: int = 4, seed
         faces = torch.cat([torch.cat([identities["image"][i:i + 1], references["image"][j:j + 1]])
                            for i, j in chosen]).to(device)
         figures["embedding"] = {
-            "default": embedding_quality(G, lpips_model, faces, schedule.embed),
-            "compared": embedding_quality(G, lpips_model, faces, compare_with),
+            "default": embedding_quality(G, lpips_model, faces, schedule.embed, metric),
+            "compared": embedding_quality(G, lpips_model, faces, compare_with, metric),
         }
     return figures, torch.cat(sheet)
 
@@ -270,14 +279,19 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     cli.add_argument("--seed", type=int, default=0, help="renderer seed of the identities (references: seed + 1)")
     cli.add_argument("--no-official", action="store_true", help="skip the embedding comparison with the official "
                                                                 "step counts")
+    cli.add_argument("--perceptual", choices=PERCEPTUAL_CHOICES, default="parser",
+                     help="the optimisations' perceptual model: the face parser's features (what the demo templates "
+                          "use) or AlexNet LPIPS; the figures' LPIPS is AlexNet either way")
     cli.add_argument("--device", default="cpu")
     args = cli.parse_args(argv)
     os.makedirs(args.out, exist_ok=True)
     G = load_generator(args.generator, args.device).eval().requires_grad_(False)
     parser = load_face_parser(args.parser, args.device)
-    lpips_model, trained = lpips_for_evaluation(args.device)
-    figures, images = evaluate(G, parser, lpips_model, args.pairs, args.seed,
-                               compare_with=None if args.no_official else OFFICIAL_SCHEDULE.embed)
+    metric, trained = lpips_for_evaluation(args.device)
+    perceptual = ParserFeatures(parser) if args.perceptual == "parser" else metric
+    figures, images = evaluate(G, parser, perceptual, args.pairs, args.seed,
+                               compare_with=None if args.no_official else OFFICIAL_SCHEDULE.embed, metric=metric)
+    figures["perceptual"] = args.perceptual
     figures["lpips_backbone"] = "AlexNet, ImageNet weights" if trained else \
         f"AlexNet, untrained (seed {LPIPS_SEED}): ImageNet weights not found, distances are not perceptual"
     with open(os.path.join(args.out, "barbershop_eval.json"), "w") as f:
