@@ -50,6 +50,16 @@ def as_boxes(boxes: torch.Tensor, batch_size: Optional[int] = None, *, name: str
     return boxes
 
 
+def check_overlap(boxes: torch.Tensor, height: int, width: int, *, name: str = "boxes") -> None:
+    """Raises ``ValueError`` naming the first of ``boxes [B, 4]`` that lies entirely outside a
+    ``height`` x ``width`` image (what it would crop or paste is only the image's border)."""
+    outside = ((boxes[:, 2] <= 0) | (boxes[:, 3] <= 0) | (boxes[:, 0] >= width) | (boxes[:, 1] >= height)).nonzero()
+    if outside.numel():
+        i = int(outside[0])
+        raise ValueError(f"{name}[{i}] = {boxes[i].tolist()} lies entirely outside the {width}x{height} image; "
+                         "boxes are in pixels of the image they crop or are pasted into")
+
+
 def box_sizes(boxes: torch.Tensor) -> torch.Tensor:
     """``[B, 4] -> [B, 2]``: (width, height) of each box."""
     return boxes[:, 2:] - boxes[:, :2]

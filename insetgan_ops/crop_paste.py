@@ -12,7 +12,7 @@ from typing import Optional, Sequence, Union
 import torch
 import torch.nn.functional as F
 
-from .boxes import as_boxes, box_centers, box_sizes, boxes_from_center_size
+from .boxes import as_boxes, box_centers, box_sizes, boxes_from_center_size, check_overlap
 from .checks import check_images
 from .resampling import resize, sample_boxes
 
@@ -22,11 +22,14 @@ def crop(images: torch.Tensor, boxes: torch.Tensor, size: Sequence[int], antiali
 
     Differentiable with respect to ``images`` and ``boxes``.
 
+    Raises ``ValueError`` for a box entirely outside its image.
+
     Shape:
         images ``[B, C, H, W]``, boxes ``[B, 4]`` (or one box for all) -> ``[B, C, h, w]``.
     """
     check_images(images, "images")
     boxes = as_boxes(boxes, images.shape[0])
+    check_overlap(boxes, images.shape[2], images.shape[3])
     return sample_boxes(images, boxes[:, None], size, antialias)[:, 0]
 
 
@@ -113,6 +116,7 @@ def paste(canvas: torch.Tensor, inset: torch.Tensor, boxes: torch.Tensor,
     if inset.shape[0] != b or inset.shape[1] != c:
         raise ValueError(f"inset {tuple(inset.shape)} must have the canvas's batch size and channels {(b, c)}")
     boxes = as_boxes(boxes, b).to(canvas.dtype)
+    check_overlap(boxes, height, width)
     sizes = box_sizes(boxes)
     # Canvas pixel centres, expressed in the inset's normalised [-1, 1] coordinates.
     ys = (torch.arange(height, device=canvas.device, dtype=canvas.dtype) + 0.5 - boxes[:, 1:2]) / sizes[:, 1:2] * 2 - 1

@@ -86,6 +86,11 @@ def choose_face(detections: FaceDetections, policy: SelectionPolicy, image_heigh
     return int(score.argmax())
 
 
+def _no_faces(images: torch.Tensor) -> FaceDetections:
+    return FaceDetections(images.new_zeros(0, 4, dtype=torch.float32), images.new_zeros(0, dtype=torch.float32),
+                          images.new_zeros(0, 5, 2, dtype=torch.float32))
+
+
 def _to_tensor(array, device: torch.device) -> torch.Tensor:
     return torch.as_tensor(np.asarray(array, dtype=np.float32), device=device)
 
@@ -104,6 +109,7 @@ class FaceDetector:
         if min_face_size < 12:
             raise ValueError(f"min_face_size must be at least 12 pixels (MTCNN's window), got {min_face_size}")
         self.device = torch.device(device)
+        self.min_face_size = int(min_face_size)
         self.thresholds = tuple(float(t) for t in thresholds)
         self.mtcnn = MTCNN(min_face_size=min_face_size, thresholds=list(self.thresholds), factor=pyramid_factor,
                            keep_all=True, device=self.device)
@@ -111,16 +117,19 @@ class FaceDetector:
     def detect(self, images: torch.Tensor) -> list[FaceDetections]:
         """All faces of each image: ``[B, 3, H, W]`` in [-1, 1] -> ``B`` :class:`FaceDetections`
         (tensors on the images' device, float32)."""
-        if images.ndim != 4 or images.shape[1] != 3:
-            raise ValueError(f"images must have shape [B, 3, H, W] (RGB in [-1, 1]), got {tuple(images.shape)}")
+        if not isinstance(images, torch.Tensor) or images.ndim != 4 or images.shape[1] != 3 or images.shape[0] < 1:
+            shape = tuple(images.shape) if isinstance(images, torch.Tensor) else type(images).__name__
+            raise ValueError(f"images must have shape [B, 3, H, W] with B >= 1 (RGB in [-1, 1]), got {shape}")
+        if not torch.isfinite(images).all():
+            raise ValueError("the images hold NaN or infinite values; check the node or code that made them")
+        if min(images.shape[2:]) < self.min_face_size:  # no face of the searched size fits: MTCNN would fail
+            return [_no_faces(images) for _ in range(images.shape[0])]
         pixels = ((images.detach().float() + 1) * 127.5).clamp(0, 255).permute(0, 2, 3, 1).to(self.device)
         batch_boxes, batch_confidences, batch_landmarks = self.mtcnn.detect(pixels, landmarks=True)
         result = []
         for boxes, confidences, landmarks in zip(batch_boxes, batch_confidences, batch_landmarks):
             if boxes is None:
-                result.append(FaceDetections(images.new_zeros(0, 4, dtype=torch.float32),
-                                             images.new_zeros(0, dtype=torch.float32),
-                                             images.new_zeros(0, 5, 2, dtype=torch.float32)))
+                result.append(_no_faces(images))
                 continue
             confidences = _to_tensor(confidences, images.device)
             order = confidences.argsort(descending=True)

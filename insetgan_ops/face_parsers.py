@@ -27,7 +27,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import pickle
 from typing import Optional
 
 import torch
@@ -38,6 +37,8 @@ from safetensors.torch import load_file
 from torch import nn
 
 from .checkpoints import CheckpointError, detect_format
+from .checkpoints.common import check_finite
+from .checkpoints.torch_file import read_torch_file
 from .safetensors_io import write_safetensors
 from .segmentation import BARBERSHOP_16, CELEBAMASK_19, LABEL_SETS, FaceParser, LabelSet
 
@@ -317,6 +318,7 @@ def _unet_from_safetensors(path: "str | os.PathLike", device) -> UNetFaceParser:
     if expected != found:
         problems = sorted(set(expected) ^ set(found)) + [k for k in expected if k in found and expected[k] != found[k]]
         raise CheckpointError(path, f"tensors do not match the config {config}: {problems[:5]}")
+    check_finite(path, state_dict)
     parser.load_state_dict(state_dict)
     return parser.to(device)
 
@@ -346,6 +348,7 @@ def _bisenet_from_state_dict(path: "str | os.PathLike", sd: dict, device) -> BiS
                  for what, items in (("missing tensors", missing), ("unexpected tensors", unexpected),
                                      ("wrong shapes", wrong)) if items]
         raise CheckpointError(path, "tensors do not fit BiSeNet (ResNet-18): " + "; ".join(parts))
+    check_finite(path, sd)
     parser = parser.to_empty(device=device)
     parser.load_state_dict(sd, strict=True)
     return parser
@@ -365,11 +368,7 @@ def load_face_parser(path: "str | os.PathLike", device: "str | torch.device" = "
                                     "(79999_iter.pth, seg.pth) or the pack's .safetensors face parsers") from e
     with torch.inference_mode(False):
         if kind == "torch":
-            try:
-                sd = torch.load(os.fspath(path), map_location="cpu", weights_only=True)
-            except (pickle.UnpicklingError, RuntimeError, EOFError, OSError) as e:
-                raise CheckpointError(path, f"cannot read this .pth as a plain state dict ({e}); download it "
-                                            "again") from e
+            sd = read_torch_file(path)
             if not isinstance(sd, dict) or not all(isinstance(v, torch.Tensor) for v in sd.values()):
                 raise CheckpointError(path, "this .pth holds no state dict of tensors; expected a BiSeNet face "
                                             "parser (79999_iter.pth or seg.pth)")

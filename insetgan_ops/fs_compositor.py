@@ -65,7 +65,8 @@ from .boxes import as_boxes
 from .checks import check_generator_images, check_images
 from .crop_paste import paste
 from .generator import Generator, ws_before
-from .optimization import MAX_STEPS, StepCallback, extended, optimizing, own, report_step, substeps
+from .optimization import (StepCallback, check_lr, check_steps, check_weights, extended, optimizing, own,
+                           report_step, substeps)
 from .perceptual import as_perceptual
 from .projection import ProjectionSettings, project
 from .resampling import resize, resize_labels, resize_masks
@@ -79,24 +80,6 @@ __all__ = ["FSCode", "EmbedSettings", "AlignSettings", "BlendSettings", "LentReg
            "paste_back", "paste_weight"]
 
 _STYLE_LAYERS = 4
-
-
-def _check_steps(settings, *names: str, minimum: int = 0) -> None:
-    for name in names:
-        value = getattr(settings, name)
-        if not minimum <= value <= MAX_STEPS:
-            raise ValueError(f"{name} must lie in {minimum}..{MAX_STEPS}, got {value}")
-
-
-def _check_non_negative(settings, *names: str) -> None:
-    for name in names:
-        if not getattr(settings, name) >= 0:
-            raise ValueError(f"{name} must be >= 0, got {getattr(settings, name)}")
-
-
-def _check_lr(lr: float) -> None:
-    if not 0 < lr < math.inf:
-        raise ValueError(f"the learning rate must be positive and finite, got {lr}")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -120,11 +103,11 @@ class EmbedSettings:
     fs_resolution: Optional[int] = None
 
     def __post_init__(self):
-        _check_steps(self, "w_steps", minimum=1)
-        _check_steps(self, "fs_steps")
-        _check_lr(self.lr)
-        _check_non_negative(self, "mse_weight", "lpips_weight", "prior_weight", "f_weight")
-        _check_steps(self, "lpips_size", minimum=1)
+        check_steps(self, "w_steps", minimum=1)
+        check_steps(self, "fs_steps")
+        check_lr(self.lr)
+        check_weights(self, "mse_weight", "lpips_weight", "prior_weight", "f_weight")
+        check_steps(self, "lpips_size", minimum=1)
 
     @property
     def total_steps(self) -> int:
@@ -153,10 +136,10 @@ class AlignSettings:
     lpips_size: int = 256
 
     def __post_init__(self):
-        _check_steps(self, "steps", "lender_steps")
-        _check_lr(self.lr)
-        _check_non_negative(self, "style_weight", "smooth")
-        _check_steps(self, "lpips_size", minimum=1)
+        check_steps(self, "steps", "lender_steps")
+        check_lr(self.lr)
+        check_weights(self, "style_weight", "smooth")
+        check_steps(self, "lpips_size", minimum=1)
 
     def total_steps(self, lenders: int) -> int:
         """Steps of :func:`align_all` with ``lenders`` images lending a region."""
@@ -174,10 +157,10 @@ class BlendSettings:
     lpips_size: int = 256
 
     def __post_init__(self):
-        _check_steps(self, "steps")
-        _check_lr(self.lr)
-        _check_non_negative(self, "mse_weight")
-        _check_steps(self, "lpips_size", minimum=1)
+        check_steps(self, "steps")
+        check_lr(self.lr)
+        check_weights(self, "mse_weight")
+        check_steps(self, "lpips_size", minimum=1)
 
 
 def default_fs_resolution(G: Generator) -> int:

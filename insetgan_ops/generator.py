@@ -49,6 +49,14 @@ _SQRT2 = math.sqrt(2.0)
 _LRELU_SLOPE = 0.2
 
 
+MAX_RESOLUTION = 8192
+MAX_CHANNELS = 8192
+# (field, smallest, largest): far beyond every published StyleGAN2, far below what would exhaust memory.
+_INT_BOUNDS = (("z_dim", 1, 8192), ("c_dim", 0, 100_000), ("w_dim", 1, 8192), ("img_channels", 1, 16), ("mapping_layers", 1, 64), ("embed_features", 1, 8192),
+               ("layer_features", 1, 8192), ("channel_base", 1, 2 ** 24), ("channel_max", 1, MAX_CHANNELS),
+               ("num_fp16_res", 0, 16))
+
+
 @dataclasses.dataclass(frozen=True)
 class GeneratorConfig:
     """Everything that fixes a StyleGAN2 generator's architecture.
@@ -78,13 +86,32 @@ class GeneratorConfig:
     w_avg_beta: float = 0.995
 
     def __post_init__(self):
-        log2 = math.log2(self.img_resolution) if self.img_resolution > 0 else 0.5
-        if self.img_resolution < 4 or log2 != int(log2):
-            raise ValueError(f"img_resolution must be a power of two >= 4, got {self.img_resolution}")
+        """Checks every field against what a StyleGAN2 can be, before anything is allocated: a
+        configuration from a file's metadata could otherwise ask for terabytes."""
+        resolution = self.img_resolution
+        if type(resolution) is not int or not 4 <= resolution <= MAX_RESOLUTION or resolution & (resolution - 1):
+            raise ValueError(f"img_resolution must be a power of two in 4..{MAX_RESOLUTION}, got {resolution!r}")
+        for name, low, high in _INT_BOUNDS:
+            value = getattr(self, name)
+            if value is None and name in ("embed_features", "layer_features"):
+                continue
+            if type(value) is not int or not low <= value <= high:
+                raise ValueError(f"{name} must be an integer in {low}..{high}, got {value!r}")
+        for name, value, ok in (
+                ("mapping_lr_multiplier", self.mapping_lr_multiplier, lambda v: 0 < v <= 100),
+                ("conv_clamp", 1.0 if self.conv_clamp is None else self.conv_clamp, lambda v: 0 < v <= 1e6),
+                ("w_avg_beta", self.w_avg_beta, lambda v: 0 <= v <= 1)):
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
+                    or not ok(value):
+                raise ValueError(f"{name} is out of range: {value!r}")
+        if not isinstance(self.channels, dict) or len(self.channels) > 16 or not all(
+                type(r) is int and type(c) is int and 0 <= c <= MAX_CHANNELS for r, c in self.channels.items()):
+            raise ValueError(f"channels must map block resolutions to integers in 0..{MAX_CHANNELS}, "
+                             f"got {self.channels!r}")
         if tuple(self.init_shape) not in ((4, 4), (4, 2), (4, 1), (4, 8)):
             raise ValueError(f"init_shape must be (4, 4), (4, 2), (4, 1) or (4, 8), got {self.init_shape}")
         object.__setattr__(self, "init_shape", tuple(int(v) for v in self.init_shape))
-        channels = {int(r): int(c) for r, c in self.channels.items()}
+        channels = dict(self.channels)
         for res in self.block_resolutions:
             channels.setdefault(res, min(self.channel_base // res, self.channel_max))
         empty = sorted(res for res in self.block_resolutions if channels[res] < 1)

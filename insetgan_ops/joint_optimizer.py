@@ -56,7 +56,7 @@ from .generator import Generator
 from .latents import GeneratorIdentity, Latent, sample
 from .losses import (BodyPreservationLoss, BorderLoss, CoarseLoss, FacePreservationLoss, InsetView, Latents,
                      LossSet, LossState, RegularizerLoss)
-from .optimization import StepCallback, optimizing, own, report_step
+from .optimization import StepCallback, check_lr, check_steps, optimizing, own, report_step
 from .resampling import resize
 from .sizes import coarse_resolution, inset_feather
 from .wplus import WPlusCode, ramped_lr
@@ -107,6 +107,9 @@ class CanvasSpec:
     trainable: bool = True
     name: str = CANVAS
 
+    def __post_init__(self):
+        check_lr(self.lr)
+
 
 @dataclasses.dataclass(frozen=True)
 class InsetSpec:
@@ -122,6 +125,9 @@ class InsetSpec:
     trainable: bool = True
     feather: Optional[float] = 0.0
 
+    def __post_init__(self):
+        check_lr(self.lr)
+
 
 @dataclasses.dataclass(frozen=True)
 class Phase:
@@ -133,9 +139,10 @@ class Phase:
     redetect_every: int = 0
 
     def __post_init__(self):
-        if self.steps < 1 or self.train not in ("canvas", "insets") or self.redetect_every < 0:
-            raise ValueError(f"a phase needs steps >= 1, train 'canvas' or 'insets' and redetect_every >= 0, "
-                             f"got {self}")
+        check_steps(self, "steps", minimum=1)
+        check_steps(self, "redetect_every")
+        if self.train not in ("canvas", "insets"):
+            raise ValueError(f"a phase trains 'canvas' or 'insets', got {self.train!r}")
 
 
 def stylegan_human_schedule() -> list[Phase]:

@@ -28,6 +28,7 @@ from safetensors import SafetensorError
 from safetensors.torch import safe_open
 
 from .checkpoints import CheckpointError
+from .checkpoints.common import check_regular_file
 from .generator import NOISE_MODES, Generator, NoiseMode
 from .optimization import StepCallback, report_step
 from .safetensors_io import write_safetensors
@@ -38,6 +39,7 @@ __all__ = ["GeneratorIdentity", "Latent", "LatentFileError", "LatentMismatchErro
 FORMAT_TAG = "insetgan-latent"
 FORMAT_VERSION = "1"
 MAX_SEED = 2**32 - 1  # the range np.random.RandomState accepts
+MAX_ABS_W = 1e4  # W codes of real generators stay within about +-50, even after projection
 
 # Parameters whose values, with the architecture, tell generators apart: the tracked mean latent
 # (moves throughout training and fine-tuning), the learned constant, the first mapping layer.
@@ -233,6 +235,7 @@ def save_latent(latent: Latent, path: "str | os.PathLike") -> None:
 
 def load_latent(path: "str | os.PathLike", device: "str | torch.device" = "cpu") -> Latent:
     """Reads a latent written by :func:`save_latent`; raises :class:`LatentFileError` on any other file."""
+    check_regular_file(path, LatentFileError)
     try:
         with safe_open(os.fspath(path), framework="pt", device="cpu") as f:
             metadata = f.metadata() or {}
@@ -261,4 +264,8 @@ def load_latent(path: "str | os.PathLike", device: "str | torch.device" = "cpu")
         raise LatentFileError(path, f"inconsistent latent: {e}") from e
     if not torch.isfinite(latent.ws).all():
         raise LatentFileError(path, "the latent holds NaN or infinite values")
+    largest = latent.ws.abs().max().item() if latent.ws.numel() else 0.0
+    if largest > MAX_ABS_W:
+        raise LatentFileError(path, f"the latent holds values up to {largest:.3g}, far outside any generator's W "
+                                    f"space (|w| < {MAX_ABS_W:g}); the file is damaged")
     return latent

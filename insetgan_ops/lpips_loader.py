@@ -4,7 +4,7 @@ An LPIPS model has two parts. Its linear calibration layers ship inside the ``lp
 Its backbone is torchvision's ImageNet AlexNet or VGG16, which ``lpips`` would normally download.
 :func:`load_lpips` builds the model with a randomly initialised backbone, then fills the backbone
 from the very file torchvision would have downloaded, found in the given folders (ComfyUI's
-``models/lpips``) or in torch's hub cache, read with ``torch.load(weights_only=True)``. The result
+``models/lpips``) or in torch's hub cache, read by the pack's own ``torch.save`` reader (:mod:`.checkpoints.torch_file`). The result
 equals ``lpips.LPIPS(net=...)`` with downloaded weights. Inputs are images in [-1, 1].
 """
 
@@ -18,6 +18,10 @@ from typing import Iterable, Literal, Optional, Union
 import lpips
 import torch
 import torchvision
+
+from .checkpoints import CheckpointError
+from .checkpoints.common import check_finite
+from .checkpoints.torch_file import read_torch_file
 
 LpipsNet = Literal["alex", "vgg"]
 
@@ -94,20 +98,26 @@ def find_backbone_file(net: LpipsNet, search_dirs: Iterable[Union[str, os.PathLi
 
 
 def _backbone_state(model: lpips.LPIPS, path: Path) -> dict[str, torch.Tensor]:
-    """Maps torchvision's ``features.<k>.<param>`` onto lpips' ``net.slice<s>.<k>.<param>``."""
-    source = torch.load(path, map_location="cpu", weights_only=True)
+    """Maps torchvision's ``features.<k>.<param>`` onto lpips' ``net.slice<s>.<k>.<param>``.
+
+    Raises :class:`~insetgan_ops.checkpoints.CheckpointError` naming the file for anything else.
+    """
+    source = read_torch_file(path)
     if not isinstance(source, dict):
-        raise ValueError(f"{path}: expected a torchvision state dict, got {type(source).__name__}")
+        raise CheckpointError(path, f"expected a torchvision state dict, got {type(source).__name__}")
     state = {}
     for name, param in model.net.named_parameters():
         _, index, kind = name.split(".")  # slice<s>.<k>.<weight|bias>
         key = f"features.{index}.{kind}"
-        if key not in source:
-            raise ValueError(f"{path}: '{key}' is missing; is this the torchvision {model.pnet_type} file "
-                             f"'{backbone_filename(model.pnet_type)}'?")
-        if tuple(source[key].shape) != tuple(param.shape):
-            raise ValueError(f"{path}: '{key}' has shape {tuple(source[key].shape)}, expected {tuple(param.shape)}")
-        state[name] = source[key]
+        value = source.get(key)
+        if not isinstance(value, torch.Tensor):
+            raise CheckpointError(path, f"'{key}' is missing; is this the torchvision {model.pnet_type} file "
+                                        f"'{backbone_filename(model.pnet_type)}'?")
+        if tuple(value.shape) != tuple(param.shape) or not value.is_floating_point():
+            raise CheckpointError(path, f"'{key}' has shape {tuple(value.shape)} ({value.dtype}), expected float "
+                                        f"{tuple(param.shape)}; is this the torchvision {model.pnet_type} file?")
+        state[name] = value
+    check_finite(path, state)
     return state
 
 

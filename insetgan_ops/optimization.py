@@ -26,11 +26,13 @@ optimisations report one count over all of them (:func:`substeps`).
 from __future__ import annotations
 
 import contextlib
+import math
 from typing import Callable, Iterator, Optional, Protocol
 
 import torch
 
-__all__ = ["MAX_STEPS", "StepCallback", "optimizing", "own", "substeps", "extended", "report_step"]
+__all__ = ["MAX_STEPS", "StepCallback", "optimizing", "own", "substeps", "extended", "report_step", "check_steps",
+           "check_weights", "check_lr"]
 
 MAX_STEPS = 100_000
 """The most steps one optimisation stage takes; settings refuse more."""
@@ -40,6 +42,28 @@ class StepCallback(Protocol):
     """``on_step(step, total, preview, stage)``: step ``step`` of ``total`` is done (see the module doc)."""
 
     def __call__(self, step: int, total: int, preview: Callable[[], torch.Tensor], stage: str) -> None: ...
+
+
+def check_steps(settings, *names: str, minimum: int = 0) -> None:
+    """Raises ``ValueError`` unless each field ``names`` of ``settings`` is an int in ``minimum..MAX_STEPS``."""
+    for name in names:
+        value = getattr(settings, name)
+        if isinstance(value, bool) or not isinstance(value, int) or not minimum <= value <= MAX_STEPS:
+            raise ValueError(f"{name} must be an integer in {minimum}..{MAX_STEPS}, got {value!r}")
+
+
+def check_weights(settings, *names: str) -> None:
+    """Raises ``ValueError`` unless each field ``names`` of ``settings`` is a finite number >= 0."""
+    for name in names:
+        value = getattr(settings, name)
+        if not 0 <= value < math.inf:
+            raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
+
+
+def check_lr(lr: float) -> None:
+    """Raises ``ValueError`` unless ``lr`` is a positive, finite learning rate."""
+    if not 0 < lr < math.inf:
+        raise ValueError(f"the learning rate must be positive and finite, got {lr!r}")
 
 
 def report_step(on_step: Optional[StepCallback], step: int, total: int, preview: Callable[[], torch.Tensor],

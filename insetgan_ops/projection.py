@@ -33,7 +33,7 @@ import torch
 from .checks import as_mask_batch, check_device
 from .generator import Generator
 from .latents import GeneratorIdentity, Latent
-from .optimization import MAX_STEPS, StepCallback, optimizing, own, report_step
+from .optimization import StepCallback, check_lr, check_steps, check_weights, optimizing, own, report_step
 from .resampling import resize, resize_masks
 from .wplus import WPlusCode, ramped_lr
 
@@ -60,13 +60,9 @@ class ProjectionSettings:
     seed: int = 0
 
     def __post_init__(self):
-        if not 1 <= self.steps <= MAX_STEPS:
-            raise ValueError(f"steps must lie in 1..{MAX_STEPS}, got {self.steps}")
-        if not self.lr > 0:
-            raise ValueError(f"lr must be positive, got {self.lr}")
-        for name in ("l2_weight", "perceptual_weight", "prior_weight", "offset_weight"):
-            if getattr(self, name) < 0:
-                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+        check_steps(self, "steps", minimum=1)
+        check_lr(self.lr)
+        check_weights(self, "l2_weight", "perceptual_weight", "prior_weight", "offset_weight")
         if self.perceptual_size < _MIN_PERCEPTUAL_SIDE or self.w_samples < 2:
             raise ValueError(f"perceptual_size must be >= {_MIN_PERCEPTUAL_SIDE} and w_samples >= 2")
 
@@ -104,6 +100,8 @@ def _prepare_target(G: Generator, target: torch.Tensor) -> torch.Tensor:
     if not isinstance(target, torch.Tensor) or target.ndim != 4 or target.shape[1] != G.img_channels:
         shape = list(target.shape) if isinstance(target, torch.Tensor) else type(target).__name__
         raise ValueError(f"target must be images [B, {G.img_channels}, H, W] in [-1, 1], got {shape}")
+    if not torch.isfinite(target).all():
+        raise ValueError("the target image holds NaN or infinite values; check the node or code that made it")
     h, w = target.shape[2:]
     if abs((w / h) / (G.img_width / G.img_height) - 1) > _ASPECT_TOLERANCE:
         raise ValueError(f"the target is {h}x{w} (height x width) but the generator makes {G.img_height}x"

@@ -8,8 +8,9 @@ differentiable with respect to the images and the boxes; outside the image the e
 
 Anti-aliasing: when a box spans more than one source pixel per output pixel, each output pixel is
 the mean of ``k x k`` bilinear samples spread evenly over its footprint (``k`` = the ceiling of the
-reduction factor), which approximates an area filter. Without it a 256-pixel face compared at
-64x64 would alias, and coarse comparisons would flicker as the box moves.
+reduction factor, capped at the factor of the whole image), which approximates an area filter.
+Without it a 256-pixel face compared at 64x64 would alias, and coarse comparisons would flicker as
+the box moves.
 
 =====================  ===========================================  =================================
 function               input                                        filter
@@ -30,6 +31,7 @@ Every function returns its input unchanged when it already has the requested siz
 
 from __future__ import annotations
 
+import math
 from typing import Sequence
 
 import torch
@@ -41,9 +43,11 @@ from .checks import check_images, check_size
 __all__ = ["sample_boxes", "resize", "resize_masks", "resize_labels"]
 
 
-def _supersampling(extent: torch.Tensor, out: int) -> torch.Tensor:
-    """Samples per output pixel along one axis, per box: ceil(box extent / output pixels), >= 1."""
-    return (extent.detach() / out - 1e-6).ceil().clamp_min(1).long()
+def _supersampling(extent: torch.Tensor, out: int, image: int) -> torch.Tensor:
+    """Samples per output pixel along one axis, per box: ceil(box extent / output pixels), >= 1,
+    and at most what a box of the whole image's extent needs (a box far larger than its image,
+    which is mostly border, would otherwise ask for billions of samples)."""
+    return (extent.detach() / out - 1e-6).ceil().clamp(1, max(1, math.ceil(image / out))).long()
 
 
 def _sample(images: torch.Tensor, boxes: torch.Tensor, h: int, w: int, kh: int, kw: int) -> torch.Tensor:
@@ -92,7 +96,8 @@ def sample_boxes(images: torch.Tensor, boxes: torch.Tensor, size: Sequence[int],
     if not antialias:
         return _sample(images, boxes, h, w, 1, 1).reshape(b, n, -1, h, w)
     sizes = box_sizes(flat)
-    density = torch.stack([_supersampling(sizes[:, 1], h), _supersampling(sizes[:, 0], w)], dim=1)  # [B*N, 2]
+    density = torch.stack([_supersampling(sizes[:, 1], h, images.shape[2]),
+                           _supersampling(sizes[:, 0], w, images.shape[3])], dim=1)  # [B*N, 2]
     parts, positions = [], []
     for kh, kw in torch.unique(density, dim=0).tolist():
         member = (density == density.new_tensor([kh, kw])).all(dim=1).reshape(b, n)

@@ -21,7 +21,7 @@ import torch
 
 from .boxes import as_boxes, box_sizes, expand
 from .crop_paste import box_mask, crop
-from .resampling import resize
+from .resampling import resize, sample_boxes
 
 __all__ = ["coarse_difference", "outside_change", "seam_error"]
 
@@ -60,8 +60,9 @@ def seam_error(canvas: torch.Tensor, inset: torch.Tensor, boxes: torch.Tensor, d
     total = torch.zeros_like(x0)
     length = torch.zeros_like(x0)
     for outer, edge, grid, inside in sides:
-        outside_strip = crop(canvas, torch.stack(outer, dim=1), grid)
-        inset_strip = crop(inset, torch.stack(edge, dim=1), grid)
+        # Strips of sides on the image border lie outside it: sampled (border pixels), then weighted 0.
+        outside_strip = sample_boxes(canvas, torch.stack(outer, dim=1)[:, None], grid)[:, 0]
+        inset_strip = sample_boxes(inset, torch.stack(edge, dim=1)[:, None], grid)[:, 0]
         side = (outer[2] - outer[0]) if grid[0] == 1 else (outer[3] - outer[1])
         weight = torch.where(inside, side, torch.zeros_like(side))
         total = total + weight * (outside_strip - inset_strip).abs().mean(dim=(1, 2, 3)) * 0.5

@@ -229,12 +229,20 @@ def _as_4d(mask: torch.Tensor) -> tuple[torch.Tensor, tuple[int, ...]]:
     return as_mask_batch(mask.float(), "the mask"), tuple(mask.shape)
 
 
+def _radius(radius: int, x: torch.Tensor) -> int:
+    """``radius`` capped at the mask's larger side: a larger square or Gaussian reaches every
+    pixel from every pixel anyway, and an uncapped one could take hours."""
+    return min(int(radius), max(x.shape[-2:]))
+
+
 def dilate(mask: torch.Tensor, radius: int) -> torch.Tensor:
-    """Grey-scale dilation by a (2r+1)x(2r+1) square. mask: [H, W], [B, H, W] or [B, 1, H, W] float,
-    returned in the same shape. The image border does not count as background."""
+    """Grey-scale dilation by a (2r+1)x(2r+1) square (r capped at the mask's larger side). mask:
+    [H, W], [B, H, W] or [B, 1, H, W] float, returned in the same shape. The image border does not
+    count as background."""
     if radius <= 0:
         return mask.float()
     x, shape = _as_4d(mask)
+    radius = _radius(radius, x)
     return F.max_pool2d(x, 2 * radius + 1, stride=1, padding=radius).reshape(shape)
 
 
@@ -245,10 +253,12 @@ def erode(mask: torch.Tensor, radius: int) -> torch.Tensor:
 
 def feather(mask: torch.Tensor, radius: int) -> torch.Tensor:
     """Softens mask edges with a Gaussian of standard deviation ``radius / 2`` (kernel 2r+1, edge
-    pixels repeated outside). Shapes as :func:`dilate`; values stay in the input's range."""
+    pixels repeated outside; r capped at the mask's larger side). Shapes as :func:`dilate`; values
+    stay in the input's range."""
     if radius <= 0:
         return mask.float()
     x, shape = _as_4d(mask)
+    radius = _radius(radius, x)
     taps = torch.arange(-radius, radius + 1, dtype=torch.float32, device=x.device)
     kernel = torch.exp(-0.5 * (taps / (radius / 2)) ** 2)
     kernel = kernel / kernel.sum()

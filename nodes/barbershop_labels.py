@@ -43,8 +43,11 @@ def _is_face_parser_file(name: str) -> bool:
         return True
     if not lower.endswith(".safetensors"):
         return False
+    path = comfy_runtime.model_path("face_parsing", name)
+    if not os.path.isfile(path):  # a pipe or device would block the reader
+        return False
     try:
-        with safe_open(comfy_runtime.model_path("face_parsing", name), framework="pt") as f:
+        with safe_open(path, framework="pt") as f:
             return (f.metadata() or {}).get("format") == FACE_PARSER_FORMAT_TAG
     except (SafetensorError, OSError, ValueError):
         return False

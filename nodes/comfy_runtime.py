@@ -24,7 +24,7 @@ import os
 import sys
 from pathlib import Path
 from types import ModuleType
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Iterator, Optional
 
 import torch
 
@@ -190,10 +190,28 @@ def list_models(name: str) -> list[str]:
     else:
         files = set()
         for folder in _fallback_folders(name):
-            for root, _dirs, names in os.walk(folder, followlinks=True):
-                rel = Path(root).relative_to(folder)
-                files.update((rel / n).as_posix() for n in names)
+            files.update(_walk_files(folder))
     return sorted(f for f in files if f.lower().endswith(MODEL_EXTENSIONS))
+
+
+def _walk_files(folder: Path) -> Iterator[str]:
+    """Regular files under ``folder`` (links followed, each folder visited once, so a link loop
+    ends), as relative paths."""
+    seen: set[tuple[int, int]] = set()
+    for root, dirs, names in os.walk(folder, followlinks=True):
+        info = os.stat(root)
+        if (info.st_dev, info.st_ino) in seen:
+            dirs.clear()
+            continue
+        seen.add((info.st_dev, info.st_ino))
+        rel = Path(root).relative_to(folder)
+        yield from ((rel / n).as_posix() for n in names if os.path.isfile(os.path.join(root, n)))
+
+
+def inside(folder: str, path: str) -> bool:
+    """Whether ``path`` lies inside ``folder`` once every link in both is resolved."""
+    folder, path = os.path.realpath(folder), os.path.realpath(path)
+    return os.path.commonpath([folder, path]) == folder
 
 
 def model_path(name: str, filename: str) -> str:
@@ -239,5 +257,8 @@ def save_path(filename_prefix: str, extension: str) -> tuple[str, str]:
         os.makedirs(folder, exist_ok=True)
         taken = [n[len(base) + 1:].split(".")[0].split("_")[0] for n in os.listdir(folder) if n.startswith(base + "_")]
         counter = max([int(t) for t in taken if t.isdigit()], default=0) + 1
+    if not inside(out, folder):
+        raise ValueError(f"filename_prefix {filename_prefix!r} leads outside the output folder {out} through a "
+                         "link; choose a folder inside it")
     name = f"{base}_{counter:05}{extension}"
     return os.path.join(folder, name), os.path.normpath(os.path.join(subfolder, name))

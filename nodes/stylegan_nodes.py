@@ -52,8 +52,11 @@ def _is_generator_file(name: str) -> bool:
     weights folder also holds the demo face parser)."""
     if not name.lower().endswith(".safetensors"):
         return True
+    path = comfy_runtime.model_path("stylegan", name)
+    if not os.path.isfile(path):  # a pipe or device would block the reader
+        return False
     try:
-        with safe_open(comfy_runtime.model_path("stylegan", name), framework="pt") as f:
+        with safe_open(path, framework="pt") as f:
             return any(k.startswith(("synthesis.", "G.synthesis.")) for k in f.keys())
     except (SafetensorError, OSError, ValueError):
         return False
@@ -251,9 +254,11 @@ def _latent_files() -> list[str]:
 
 
 def _latent_path(name: str) -> Optional[str]:
+    """The latent file ``name`` directly in the input folder (links resolved inside it), or None."""
     folder = os.path.abspath(comfy_runtime.input_directory())
     path = os.path.abspath(os.path.join(folder, name))
-    return path if os.path.dirname(path) == folder and os.path.isfile(path) else None
+    inside = os.path.dirname(path) == folder and comfy_runtime.inside(folder, path)
+    return path if inside and os.path.isfile(path) else None
 
 
 class LoadLatent:

@@ -6,11 +6,17 @@ format                             how it is read
 NVIDIA PyTorch ``.pkl``            restricted unpickler (:mod:`.nvidia_pickle`): nothing in
 (ada, stylegan3, StyleGAN-Human)   the file is executed; unknown globals fail closed
 NVIDIA TF-era ``.pkl``             same unpickler, variables converted (:mod:`.tf_pickle`)
-rosinality ``.pt``                 ``torch.load(weights_only=True)`` (:mod:`.rosinality`)
+rosinality ``.pt``                 the pack's ``torch.save`` reader (:mod:`.torch_file`),
+                                   names converted (:mod:`.rosinality`)
 ``.safetensors``                   the pack's own format, or any NVIDIA-named state dict
 =================================  =======================================================
 
-Every failure raises :class:`CheckpointError` naming the file and the problem.
+Files that are damaged or made to harm fail closed, within bounded time and memory: every pickle
+stream is scanned before it is unpickled (:mod:`.pickle_scan`, :mod:`.unpickling`), tensors are
+checked against their storage (:mod:`.tensors`), numpy objects are rebuilt only from plain
+numbers (:mod:`.numpy_arrays`), configurations are range-checked before anything is built
+(:class:`~insetgan_ops.generator.GeneratorConfig`), and weights must be finite. Only regular files
+are opened. Every failure raises :class:`CheckpointError` naming the file, the problem and the fix.
 """
 
 from __future__ import annotations
@@ -20,7 +26,7 @@ import os
 import torch
 
 from ..generator import Generator
-from .common import Checkpoint, CheckpointError
+from .common import Checkpoint, CheckpointError, check_regular_file
 from .safetensors_format import save_checkpoint
 from .shapes import build_generator
 
@@ -31,6 +37,7 @@ _TORCH_LEGACY_MAGIC = b"\x8a\x0a\x6c\xfc\x9c\x46\xf9\x20\x6a\xa8\x50\x19"  # pic
 
 def detect_format(path: "str | os.PathLike") -> str:
     """Sniffs the file's leading bytes: ``safetensors``, ``torch`` (torch.save zip or legacy) or ``pickle``."""
+    check_regular_file(path)
     try:
         with open(path, "rb") as f:
             head = f.read(64)

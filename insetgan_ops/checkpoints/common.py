@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import mmap
 import os
-from typing import Optional
+import stat
+from typing import Iterator, Mapping, Optional
 
 import torch
 
@@ -32,3 +35,41 @@ class Checkpoint:
     config: GeneratorConfig
     state_dict: dict[str, torch.Tensor]
     source: Optional[str] = None
+
+
+def check_regular_file(path: "str | os.PathLike", error: type = CheckpointError) -> int:
+    """Returns the size of ``path`` if it is a regular file (links followed); raises ``error`` (a
+    :class:`CheckpointError` type) for a missing file, a folder, a pipe, a socket or a device, which
+    would block or never end when read."""
+    try:
+        info = os.stat(path)
+    except FileNotFoundError as e:
+        raise error(path, "no such file") from e
+    except OSError as e:
+        raise error(path, f"cannot open the file ({e.strerror})") from e
+    if stat.S_ISDIR(info.st_mode):
+        raise error(path, "this is a folder, not a file; choose the file inside it")
+    if not stat.S_ISREG(info.st_mode):
+        raise error(path, "not a regular file (a pipe, socket or device); copy the file itself into the folder")
+    return info.st_size
+
+
+@contextlib.contextmanager
+def mapped_file(path: "str | os.PathLike") -> Iterator[mmap.mmap]:
+    """The regular file ``path`` mapped read-only (pages are read as they are touched)."""
+    if check_regular_file(path) == 0:
+        raise CheckpointError(path, "the file is empty (the download may have failed); download it again")
+    try:
+        with open(path, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as mapped:
+            yield mapped
+    except OSError as e:
+        raise CheckpointError(path, f"cannot read the file ({e.strerror})") from e
+
+
+def check_finite(path: "str | os.PathLike", tensors: Mapping[str, torch.Tensor]) -> None:
+    """Raises :class:`CheckpointError` naming the floating-point tensors that hold NaN or infinity
+    (a damaged file, or a training run that diverged: such weights render NaN images)."""
+    bad = [k for k, v in tensors.items() if v.is_floating_point() and not torch.isfinite(v).all()]
+    if bad:
+        raise CheckpointError(path, f"NaN or infinite weights in {bad[:5]}{' ...' if len(bad) > 5 else ''}; the file "
+                                    "is damaged or comes from a diverged training run")

@@ -2,7 +2,7 @@
 into NVIDIA's layout.
 
 The file is a ``torch.save`` dict with ``g_ema`` (the generator's state dict) and usually
-``latent_avg``; it is read with ``torch.load(weights_only=True)``, so nothing in it can run.
+``latent_avg``; it is read by :mod:`.torch_file`, so nothing in it can run.
 
 =============================  ==========================================  ========================
 rosinality                     NVIDIA                                      transform
@@ -27,8 +27,6 @@ demodulation epsilon, where NVIDIA does not: outputs agree to about 1e-5 relativ
 
 from __future__ import annotations
 
-import argparse
-import contextlib
 import os
 import pickle
 import re
@@ -38,6 +36,8 @@ import torch
 
 from .common import Checkpoint, CheckpointError
 from .shapes import build_generator, config_from_state_dict
+from .tensors import TENSOR_GLOBALS
+from .torch_file import read_torch_file
 
 W_AVG_SAMPLES = 10_000  # z samples averaged for w_avg when a file has no latent_avg
 
@@ -60,7 +60,8 @@ def _noise_layer(k: int) -> str:
     return f"synthesis.b{2 ** log2}.conv{0 if k == 2 * log2 - 5 else 1}"
 
 
-_LAYER_KEY = re.compile(r"(conv1|to_rgb1|convs|to_rgbs)\.(?:(\d+)\.)?(.+)")
+# Layer indices have at most 2 digits (24 convolutions at 8192 px): a longer one is not a layer.
+_LAYER_KEY = re.compile(r"(conv1|to_rgb1|convs|to_rgbs)\.(?:(\d{1,2})\.)?(.+)")
 _LAYER_PARAMS = {"conv.weight": ("weight", lambda t: t.squeeze(0)),
                  "conv.modulation.weight": ("affine.weight", None),
                  "conv.modulation.bias": ("affine.bias", None),
@@ -78,11 +79,11 @@ def nvidia_state_dict(path: "str | os.PathLike", g_ema: Mapping[str, Any]) -> di
             raise CheckpointError(path, f"g_ema[{key!r}] is a {type(value).__name__}, not a tensor")
         if key.endswith(".kernel"):  # blur / up-sampling FIR kernels, fixed [1,3,3,1]
             continue
-        if m := re.fullmatch(r"style\.(\d+)\.(weight|bias)", key):
+        if m := re.fullmatch(r"style\.(\d{1,2})\.(weight|bias)", key):
             out[f"mapping.fc{int(m.group(1)) - 1}.{m.group(2)}"] = value
         elif key == "input.input":
             out["synthesis.b4.const"] = value.squeeze(0)
-        elif m := re.fullmatch(r"noises\.noise_(\d+)", key):
+        elif m := re.fullmatch(r"noises\.noise_(\d{1,2})", key):
             out[f"{_noise_layer(int(m.group(1)))}.noise_const"] = value[0, 0]
         elif (m := _LAYER_KEY.fullmatch(key)) and m.group(3) in _LAYER_PARAMS \
                 and (m.group(2) is None) == (m.group(1) in ("conv1", "to_rgb1")):
@@ -105,23 +106,23 @@ def _estimated_w_avg(path, config, state_dict) -> torch.Tensor:
         return torch.cat([G.mapping(chunk)[:, 0] for chunk in z.split(1000)]).mean(dim=0)
 
 
+class _Namespace:
+    """rosinality's training checkpoints also hold the run's ``argparse.Namespace``: kept as its
+    attribute dict, never used."""
+
+    def __setstate__(self, state: Any) -> None:
+        if not isinstance(state, dict):
+            raise pickle.UnpicklingError("malformed argparse.Namespace")
+        self.state = state
+
+
+_ALLOWED_GLOBALS = {**TENSOR_GLOBALS, ("argparse", "Namespace"): _Namespace, ("builtins", "set"): set}
+
+
 def read_checkpoint(path: "str | os.PathLike") -> Checkpoint:
     """Reads a rosinality ``.pt``: ``g_ema`` + ``latent_avg`` as converted models have, a training
     checkpoint (``g``, ``d``, ``g_ema``, optimiser states, ``args``) or a bare generator state dict."""
-    # rosinality's training checkpoints also hold the run's argparse.Namespace: a plain attribute bag.
-    # (torch < 2.5 lacks safe_globals; such files are then refused with the message below.)
-    allow = getattr(torch.serialization, "safe_globals", None)
-    try:
-        with allow([argparse.Namespace]) if allow else contextlib.nullcontext():
-            data = torch.load(os.fspath(path), map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as e:
-        first_line = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise CheckpointError(path, f"refusing to load: the file holds objects other than tensors ({first_line}); "
-                                    "a generator file never needs them (it may be malicious or of an unknown "
-                                    "format)") from e
-    except (RuntimeError, EOFError, OSError, ValueError) as e:
-        raise CheckpointError(path, f"corrupt or truncated .pt file ({type(e).__name__}: {e}); "
-                                    "download it again") from e
+    data = read_torch_file(path, _ALLOWED_GLOBALS)
     if not isinstance(data, dict):
         raise CheckpointError(path, f"the file holds a {type(data).__name__}, not a dict with 'g_ema'")
     if "g_ema" in data or "g" in data:
@@ -133,7 +134,12 @@ def read_checkpoint(path: "str | os.PathLike") -> Checkpoint:
                                     "rosinality's dict with 'g_ema' and 'latent_avg'")
     if not isinstance(g_ema, dict):
         raise CheckpointError(path, "'g_ema' is not a state dict")
-    state_dict = nvidia_state_dict(path, g_ema)
+    try:
+        state_dict = nvidia_state_dict(path, g_ema)
+    except (IndexError, RuntimeError, ValueError) as e:
+        if isinstance(e, CheckpointError):
+            raise
+        raise CheckpointError(path, f"not a rosinality StyleGAN2 generator: a tensor has the wrong shape ({e})") from e
     # rosinality's mapping learning-rate multiplier (lr_mlp) is not stored; every published model uses 0.01.
     config = config_from_state_dict(path, state_dict, {"mapping_lr_multiplier": 0.01})
     latent_avg = data.get("latent_avg")

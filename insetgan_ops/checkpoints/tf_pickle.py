@@ -31,8 +31,12 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
+from ..generator import MAX_RESOLUTION
 from .common import Checkpoint, CheckpointError
 from .shapes import config_from_state_dict
+
+
+MAX_NETWORKS = 100  # a generator has three: itself, mapping, synthesis
 
 
 class TFNetwork:
@@ -46,17 +50,28 @@ class TFNetwork:
             raise pickle.UnpicklingError("malformed TF Network state")
         self.state = state
 
-    def variables(self, prefix: str = "") -> dict[str, Any]:
-        """All variables of this network and its components, keyed ``component/.../name``."""
+    def variables(self) -> dict[str, Any]:
+        """All variables of this network and its components, keyed ``component/.../name``.
+
+        Raises ``ValueError`` for a malformed entry, a network reached twice (real ones form a
+        tree) or more than :data:`MAX_NETWORKS` networks.
+        """
         found: dict[str, Any] = {}
-        for item in self.state.get("variables", []):
-            if not (isinstance(item, tuple) and len(item) == 2 and isinstance(item[0], str)):
-                raise ValueError("a TF variable entry is not a (name, array) pair")
-            found[prefix + item[0]] = item[1]
-        for name, component in self.state.get("components", {}).items():
-            if not isinstance(component, TFNetwork):
-                raise ValueError(f"TF component {name!r} is not a Network")
-            found.update(component.variables(f"{prefix}{name}/"))
+        seen: set[int] = set()
+        pending: list[tuple[str, TFNetwork]] = [("", self)]
+        while pending:
+            prefix, network = pending.pop()
+            if id(network) in seen or len(seen) >= MAX_NETWORKS:
+                raise ValueError("the TF networks do not form a tree of sub-networks")
+            seen.add(id(network))
+            for item in network.state.get("variables", []):
+                if not (isinstance(item, tuple) and len(item) == 2 and isinstance(item[0], str)):
+                    raise ValueError("a TF variable entry is not a (name, array) pair")
+                found[prefix + item[0]] = item[1]
+            for name, component in network.state.get("components", {}).items():
+                if not isinstance(component, TFNetwork):
+                    raise ValueError(f"TF component {name!r} is not a Network")
+                pending.append((f"{prefix}{name}/", component))
         return found
 
 
@@ -171,7 +186,11 @@ def checkpoint_from_tf_networks(path: "str | os.PathLike", data: "TFNetwork | tu
         variables = data.variables()
     except ValueError as e:
         raise CheckpointError(path, f"malformed TF network: {e}") from e
-    state_dict = tf_generator_state_dict(path, variables, int(opt["resolution"]))
+    resolution = opt["resolution"]
+    if type(resolution) is not int or not 4 <= resolution <= MAX_RESOLUTION or resolution & (resolution - 1):
+        raise CheckpointError(path, f"TF generator resolution {resolution!r} is not a power of two in "
+                                    f"4..{MAX_RESOLUTION}; not a StyleGAN2 generator")
+    state_dict = tf_generator_state_dict(path, variables, resolution)
     hints = {"mapping_lr_multiplier": opt["mapping_lrmul"], "w_avg_beta": opt["w_avg_beta"],
              "num_fp16_res": opt["num_fp16_res"], "conv_clamp": opt["conv_clamp"]}
     config = config_from_state_dict(path, state_dict, hints)
