@@ -203,13 +203,16 @@ class UNetConfig:
     channels: tuple[int, ...] = (16, 32, 64)
 
     def __post_init__(self):
+        """Checks the sizes before anything is built (a file's metadata could ask for terabytes)."""
         levels = len(self.channels)
-        if levels < 1 or any(int(c) < 1 for c in self.channels):
-            raise ValueError(f"channels must be positive integers, one per level, got {self.channels}")
+        if not 1 <= levels <= 8 or not all(type(c) is int and 1 <= c <= 4096 for c in self.channels):
+            raise ValueError(f"channels must be 1 to 8 integers in 1..4096, one per level, got {self.channels}")
+        if type(self.input_size) is not int or not 1 <= self.input_size <= 4096:
+            raise ValueError(f"input_size must be an integer in 1..4096, got {self.input_size!r}")
         if self.input_size % 2**levels:
             raise ValueError(f"input_size {self.input_size} must be divisible by 2**{levels} "
                              f"(one halving per level of channels={self.channels})")
-        object.__setattr__(self, "channels", tuple(int(c) for c in self.channels))
+        object.__setattr__(self, "channels", tuple(self.channels))
 
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self))
@@ -217,7 +220,7 @@ class UNetConfig:
     @classmethod
     def from_json(cls, text: str) -> "UNetConfig":
         fields = json.loads(text)
-        return cls(input_size=int(fields["input_size"]), channels=tuple(fields["channels"]))
+        return cls(input_size=fields["input_size"], channels=tuple(fields["channels"]))
 
 
 class _DoubleConv(nn.Sequential):

@@ -96,3 +96,29 @@ def test_a_structured_numpy_dtype_is_refused():
     data = pickle.dumps(np.zeros(3, dtype=[("a", "<f4")]), protocol=3)
     with pytest.raises(CheckpointError, match="not a plain numeric type"):
         unpickle(data, "p", NUMPY_GLOBALS)
+
+
+@pytest.mark.parametrize("zip_format", [True, False], ids=["zip", "legacy"])
+def test_files_saved_from_a_gpu_by_older_torch(tmp_path, zip_format):
+    """torch < 1.13 names the storages of CUDA tensors ``torch.cuda.FloatStorage`` with location
+    ``cuda:0`` (BiSeNet's 79999_iter.pth was saved so); written here by renaming a CPU file's records."""
+    import zipfile
+
+    path = tmp_path / "79999_iter.pth"
+    sd = {"w": torch.randn(3, 2)}
+    torch.save(sd, path, _use_new_zipfile_serialization=zip_format)
+
+    def on_gpu(pickled: bytes) -> bytes:
+        renamed = pickled.replace(b"ctorch\nFloatStorage\n", b"ctorch.cuda\nFloatStorage\n")
+        assert renamed != pickled
+        return renamed.replace(b"X\x03\x00\x00\x00cpu", b"X\x06\x00\x00\x00cuda:0")
+
+    if zip_format:
+        with zipfile.ZipFile(path) as z:
+            members = {info.filename: z.read(info) for info in z.infolist()}
+        with zipfile.ZipFile(path, "w", zipfile.ZIP_STORED) as z:
+            for name, data in members.items():
+                z.writestr(name, on_gpu(data) if name.endswith("data.pkl") else data)
+    else:
+        path.write_bytes(on_gpu(path.read_bytes()))
+    assert torch.equal(read_torch_file(path)["w"], sd["w"])

@@ -2,7 +2,7 @@
 
 NVIDIA's own loader rebuilds every network by executing the Python source embedded in the file
 (``torch_utils.persistence`` for the PyTorch-era files, ``dnnlib.tflib.network`` for the
-TensorFlow-era ones). Here the pickle is read by :class:`RestrictedUnpickler`, which resolves only
+TensorFlow-era ones). Here the pickle is read by :class:`~.unpickling.RestrictedUnpickler`, which resolves only
 the handful of globals such files need, each to a harmless stand-in:
 
 * a persistent network becomes a :class:`PersistentModule` (its class name and ``__dict__``); the

@@ -15,7 +15,7 @@ from typing import Any, Mapping
 import numpy as np
 import torch
 
-from ..generator import Generator, GeneratorConfig
+from ..generator import MAX_CHANNELS, Generator, GeneratorConfig
 from .common import CheckpointError, check_finite
 
 _HINT_KEYS = ("mapping_lr_multiplier", "conv_clamp", "num_fp16_res", "w_avg_beta", "channel_base", "channel_max")
@@ -105,6 +105,11 @@ def config_from_state_dict(path: "str | os.PathLike", sd: Mapping[str, torch.Ten
     except (KeyError, IndexError, ValueError) as e:
         raise CheckpointError(path, f"not a StyleGAN2 generator: missing or malformed tensors ({e})") from e
     try:
+        # Not part of the config (the channels come from the tensors), but a file that states absurd ones is not
+        # a StyleGAN2 generator.
+        for key, largest in (("channel_base", 2 ** 24), ("channel_max", MAX_CHANNELS)):
+            if key in hints and not 1 <= integer(hints[key], key) <= largest:
+                raise ValueError(f"{key} must be an integer in 1..{largest}, got {hints[key]!r}")
         config = GeneratorConfig(
             **fields,
             mapping_lr_multiplier=number(hints.get("mapping_lr_multiplier", 0.01), "mapping_lr_multiplier"),

@@ -42,8 +42,10 @@ class StorageType:
         self.dtype = dtype
 
 
-STORAGE_TYPES: dict[tuple[str, str], StorageType] = {("torch", name): StorageType(dtype)
-                                                     for name, dtype in _STORAGE_DTYPES.items()}
+# Files saved from a GPU by torch < 1.13 name torch.cuda's classes; the bytes are the same.
+STORAGE_TYPES: dict[tuple[str, str], StorageType] = {(module, name): StorageType(dtype)
+                                                     for name, dtype in _STORAGE_DTYPES.items()
+                                                     for module in ("torch", "torch.cuda")}
 
 
 class Storage:

@@ -65,6 +65,9 @@ def _read_zip(path: "str | os.PathLike", allowed: Mapping[tuple[str, str], Any])
         raise CheckpointError(path, f"corrupt or truncated torch file ({e}); download it again") from e
     with archive:
         members = {info.filename: info for info in archive.infolist()}
+        if len(members) != len(archive.infolist()):  # zip readers disagree on which of two namesakes counts
+            raise CheckpointError(path, "refusing to load: the zip holds two members of the same name (torch.save "
+                                        "never writes that; the file was tampered with)")
         pickles = [name for name in members if name.count("/") == 1 and name.endswith("/data.pkl")]
         if len(pickles) != 1:
             raise CheckpointError(path, f"not a torch.save file: {len(pickles)} data.pkl records instead of one")
