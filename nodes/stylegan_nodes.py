@@ -249,8 +249,7 @@ def _latent_files() -> list[str]:
     folder = comfy_runtime.input_directory()
     if not os.path.isdir(folder):
         return []
-    return sorted(f for f in os.listdir(folder)
-                  if f.lower().endswith(LATENT_EXTENSION) and os.path.isfile(os.path.join(folder, f)))
+    return sorted(f for f in os.listdir(folder) if f.lower().endswith(LATENT_EXTENSION) and _latent_path(f))
 
 
 def _latent_path(name: str) -> Optional[str]:

@@ -92,6 +92,27 @@ def test_plain_input_output_and_save_counter(runtime, no_comfy, monkeypatch, tmp
         runtime.save_path("../escape", ".safetensors")
 
 
+def test_folder_walks_end_and_list_only_regular_files(runtime, no_comfy, monkeypatch, tmp_path):
+    """A link back to a parent folder (a loop), and a named pipe that would block whoever opened it."""
+    models = tmp_path / "models"
+    _touch(models / "stylegan" / "sub" / "ffhq.pkl")
+    (models / "stylegan" / "sub" / "loop").symlink_to(models / "stylegan", target_is_directory=True)
+    os.mkfifo(models / "stylegan" / "pipe.pkl")
+    monkeypatch.setenv(runtime.MODELS_DIR_ENV, str(models))
+    monkeypatch.setitem(runtime.MODEL_FOLDERS, "stylegan", ())
+    assert runtime.list_models("stylegan") == ["sub/ffhq.pkl"]
+
+
+def test_output_paths_stay_inside_the_output_folder_after_links(runtime, no_comfy, monkeypatch, tmp_path):
+    out, elsewhere = tmp_path / "out", tmp_path / "elsewhere"
+    out.mkdir()
+    elsewhere.mkdir()
+    (out / "runs").symlink_to(elsewhere, target_is_directory=True)
+    monkeypatch.setenv(runtime.OUTPUT_DIR_ENV, str(out))
+    with pytest.raises(ValueError, match="leads outside the output folder"):
+        runtime.save_path("runs/latent", ".safetensors")
+
+
 def test_comfy_folders_registered_by_appending(runtime, fake_comfy):
     assert runtime.in_comfyui()
     runtime.register_model_folders()

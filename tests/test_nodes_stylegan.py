@@ -177,6 +177,9 @@ def test_save_and_load_latent_files(env, N):
     assert loader.INPUT_TYPES()["required"]["latent_file"][0] == ["kept.safetensors"]
     assert loader.VALIDATE_INPUTS("kept.safetensors") is True
     assert "not found" in loader.VALIDATE_INPUTS("../output/InsetGAN/latent_00001.safetensors")
+    (env / "input" / "linked.safetensors").symlink_to(env / "output" / "InsetGAN" / "latent_00001.safetensors")
+    assert "not found" in loader.VALIDATE_INPUTS("linked.safetensors")  # a link out of the input folder
+    assert loader.INPUT_TYPES()["required"]["latent_file"][0] == ["kept.safetensors"]
     loaded, = run(N, "InsetGANLoadLatent", latent_file="kept.safetensors")
     assert torch.equal(loaded.ws, latent.ws) and loaded.generator == latent.generator
     image, = run(N, "InsetGANSynthesize", stylegan=model, latent=loaded, noise_mode="const", noise_seed=0, strict=True)
