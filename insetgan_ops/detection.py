@@ -42,7 +42,8 @@ class FaceNotFoundError(ValueError):
 
 @dataclasses.dataclass(frozen=True)
 class FaceDetections:
-    """Every face MTCNN found in one image, most confident first.
+    """Faces MTCNN found, most confident first: in one image (:meth:`FaceDetector.detect`), or
+    across a batch with ``image_index`` ``[N]`` naming each face's image (:meth:`FaceDetector.faces`).
 
     boxes: ``[N, 4]`` (x0, y0, x1, y1); confidences: ``[N]`` in 0..1; landmarks: ``[N, 5, 2]``
     (x, y) of the eyes, the nose tip and the mouth corners, each pair in image-left, image-right order. ``N`` may be 0.
@@ -51,6 +52,7 @@ class FaceDetections:
     boxes: torch.Tensor
     confidences: torch.Tensor
     landmarks: torch.Tensor
+    image_index: Optional[torch.Tensor] = None
 
     def __len__(self) -> int:
         return self.boxes.shape[0]
@@ -165,3 +167,25 @@ class FaceDetector:
             found.append(True)
             confidences.append(faces.confidences[k])
         return FaceSelection(torch.stack(boxes), torch.tensor(found, device=images.device), torch.stack(confidences))
+
+    def faces(self, images: torch.Tensor, policy: Union[SelectionPolicy, Literal["all"]] = "largest",
+              min_confidence: float = 0.9) -> FaceDetections:
+        """Faces with confidence >= ``min_confidence``: every one (``policy="all"``, most confident
+        first within each image) or the one ``policy`` picks, of each image, with ``image_index``
+        ``[N]`` naming the image of each. Raises :class:`FaceNotFoundError` for an image without one.
+        """
+        if policy != "all" and policy not in SELECTION_POLICIES:
+            raise ValueError(f"policy must be 'all' or one of {SELECTION_POLICIES}, got {policy!r}")
+        b, _, height, width = images.shape
+        picked, index = [], []
+        for i, found in enumerate(self.detect(images)):
+            keep = found.confidences >= min_confidence
+            found = FaceDetections(found.boxes[keep], found.confidences[keep], found.landmarks[keep])
+            if len(found) == 0:
+                raise FaceNotFoundError(i, b, min_confidence, self.thresholds)
+            rows = torch.arange(len(found)) if policy == "all" else torch.tensor([choose_face(found, policy, height,
+                                                                                              width)])
+            picked.append(FaceDetections(found.boxes[rows], found.confidences[rows], found.landmarks[rows]))
+            index.append(torch.full((len(rows),), i, dtype=torch.long))
+        return FaceDetections(torch.cat([f.boxes for f in picked]), torch.cat([f.confidences for f in picked]),
+                              torch.cat([f.landmarks for f in picked]), torch.cat(index).to(images.device))

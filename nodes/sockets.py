@@ -8,6 +8,7 @@ type                       carries                      made by
                                                         Project Image, Joint Optimize
 ``INSETGAN_BOXES``         :class:`ImageBoxes`          Detect Faces, Manual Box, box tools
 ``INSETGAN_FACE_DETECTOR`` :class:`~insetgan_ops.detection.FaceDetector`  Face Detector (MTCNN)
+``INSETGAN_FACE_ALIGNMENT`` :class:`~insetgan_ops.face_alignment.FaceAlignment`  Align Faces
 ``INSETGAN_LOSSES``        :class:`~insetgan_ops.losses.LossSet`          the loss nodes (chained)
 ``INSETGAN_LPIPS``         an ``lpips.LPIPS`` model     Load LPIPS
 ``INSETGAN_BOX_TRACKER``   :class:`BoxTracker`          the Inset Boxes nodes
@@ -44,6 +45,7 @@ STYLEGAN = "STYLEGAN"
 STYLEGAN_LATENT = "STYLEGAN_LATENT"
 BOXES = "INSETGAN_BOXES"
 FACE_DETECTOR = "INSETGAN_FACE_DETECTOR"
+FACE_ALIGNMENT = "INSETGAN_FACE_ALIGNMENT"
 LOSSES = "INSETGAN_LOSSES"
 LPIPS = "INSETGAN_LPIPS"
 BOX_TRACKER = "INSETGAN_BOX_TRACKER"

@@ -181,6 +181,32 @@ def test_detect_faces_on_a_photo(env, N):
     torch.testing.assert_close(found.boxes[0], boxes.boxes[0])
 
 
+def test_align_faces_and_paste_them_back(env, N):
+    """Two faces in one photo (the portrait beside its mirror image), aligned, edited, pasted back."""
+    detector, = run(N, "InsetGANFaceDetector", min_face_size=20, threshold_pnet=0.6, threshold_rnet=0.7,
+                    threshold_onet=0.7, device="cpu")
+    photo = astronaut()
+    pair = torch.cat([photo, photo.flip(2)], dim=2)  # [1, 256, 512, 3]
+    faces, alignment, inside = run(N, "InsetGANAlignFaces", face_detector=detector, image=pair, faces="all",
+                                   min_confidence=0.9, width=64, height=128, border="blur")
+    assert faces.shape == (2, 128, 64, 3) and inside.shape == (2, 128, 64)
+    assert 0 <= float(faces.min()) and float(faces.max()) <= 1 and len(alignment) == 2
+    edited = 1 - faces
+    image, mask = run(N, "InsetGANPasteAlignedBack", image=pair, result=edited, alignment=alignment, grow=0,
+                      soften=-1)
+    assert image.shape == pair.shape and mask.shape == (1, 256, 512)
+    untouched = mask[0] == 0
+    assert torch.equal(image[0][untouched], pair[0][untouched])  # bit for bit
+    assert mask[0, :, :256].max() == 1 and mask[0, :, 256:].max() == 1
+    region = torch.zeros(1, 128, 64)
+    region[:, 50:80, 10:54] = 1
+    _, small = run(N, "InsetGANPasteAlignedBack", image=pair, result=edited, alignment=alignment, grow=0, soften=0,
+                   mask=region)
+    assert 0 < float(small.sum()) < 0.5 * float(mask.sum())
+    with pytest.raises(ValueError, match="not those the faces were aligned on"):
+        run(N, "InsetGANPasteAlignedBack", image=photo, result=edited, alignment=alignment, grow=0, soften=0)
+
+
 # ---------------------------------------------------------------- losses
 
 
@@ -442,8 +468,9 @@ def test_example_workflow_end_to_end(env, N, name):
         projected = results[node_id(N, name, "InsetGANProjectImage")][0]
         assert projected.generator == face.identity
         torch.testing.assert_close(result.latent("face").ws, projected.ws.expand(composite.shape[0], -1, -1))
-        detected = results[node_id(N, name, "InsetGANDetectFaces")][0]
-        assert abs(float(detected.boxes[0, 0]) - 181) < 6  # the example astronaut photo, 512 pixels
+        alignment = results[node_id(N, name, "InsetGANAlignFaces")][1]
+        # the example astronaut photo (512 pixels): her FFHQ quad's top left corner
+        assert len(alignment) == 1 and (alignment.matrices[0, :, 2] - torch.tensor([146.8, 18.4])).abs().max() < 6
 
 
 @pytest.mark.skipif(not all((DEMO_WEIGHTS / f).is_file() for f in DEMO_FILES),
