@@ -5,10 +5,10 @@ Each module in ``_NODE_MODULES`` defines its own ``NODE_CLASS_MAPPINGS`` and
 """
 
 from . import (barbershop_fs, barbershop_labels, comfy_runtime, example_images, face_alignment, inset_boxes,
-               inset_losses, inset_optimize, stylegan_nodes)
+               inset_losses, inset_optimize, latent_editing, stylegan_nodes)
 
-_NODE_MODULES = (stylegan_nodes, example_images, inset_boxes, face_alignment, inset_losses, inset_optimize,
-                 barbershop_labels, barbershop_fs)
+_NODE_MODULES = (stylegan_nodes, latent_editing, example_images, inset_boxes, face_alignment, inset_losses,
+                 inset_optimize, barbershop_labels, barbershop_fs)
 
 NODE_CLASS_MAPPINGS: dict = {}
 NODE_DISPLAY_NAME_MAPPINGS: dict = {}

@@ -6,6 +6,7 @@ type                       carries                      made by
 ``STYLEGAN``               :class:`StyleGANModel`       Load StyleGAN
 ``STYLEGAN_LATENT``        :class:`~insetgan_ops.latents.Latent`  Sample / Mean / Mix / Load Latent,
                                                         Project Image, Joint Optimize
+``STYLEGAN_DIRECTIONS``    :class:`~insetgan_ops.editing.Directions`  SeFa / GANSpace Directions
 ``INSETGAN_BOXES``         :class:`ImageBoxes`          Detect Faces, Manual Box, box tools
 ``INSETGAN_FACE_DETECTOR`` :class:`~insetgan_ops.detection.FaceDetector`  Face Detector (MTCNN)
 ``INSETGAN_FACE_ALIGNMENT`` :class:`~insetgan_ops.face_alignment.FaceAlignment`  Align Faces
@@ -43,6 +44,7 @@ from ..insetgan_ops.segmentation import LabelSet
 
 STYLEGAN = "STYLEGAN"
 STYLEGAN_LATENT = "STYLEGAN_LATENT"
+STYLEGAN_DIRECTIONS = "STYLEGAN_DIRECTIONS"
 BOXES = "INSETGAN_BOXES"
 FACE_DETECTOR = "INSETGAN_FACE_DETECTOR"
 FACE_ALIGNMENT = "INSETGAN_FACE_ALIGNMENT"

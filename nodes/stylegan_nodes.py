@@ -25,7 +25,7 @@ LATENT_EXTENSION = ".safetensors"
 MAX_BATCH = 64
 MAX_LAYERS = 32  # more W+ layers than any StyleGAN2 has (18 at 1024, 20 at 2048)
 
-_TOOLTIPS = {
+TOOLTIPS = {
     "stylegan": "A generator from Load StyleGAN.",
     "strict": "On: the latent must come from this very generator (safe default). Off: any generator with the "
               "same number of layers is accepted, for deliberate transfer between fine-tuned relatives "
@@ -105,9 +105,9 @@ class SampleLatent:
     @classmethod
     def INPUT_TYPES(cls):
         return {"required": {
-            "stylegan": (STYLEGAN, {"tooltip": _TOOLTIPS["stylegan"]}),
+            "stylegan": (STYLEGAN, {"tooltip": TOOLTIPS["stylegan"]}),
             "seed": ("INT", {"default": 0, "min": 0, "max": latents.MAX_SEED, "control_after_generate": True,
-                             "tooltip": _TOOLTIPS["seed"]}),
+                             "tooltip": TOOLTIPS["seed"]}),
             "batch_size": ("INT", {"default": 1, "min": 1, "max": MAX_BATCH,
                                    "tooltip": "Number of latents (consecutive seeds)."}),
             "truncation_psi": ("FLOAT", {"default": 0.7, "min": -1.0, "max": 2.0, "step": 0.05,
@@ -150,7 +150,7 @@ class MeanLatent:
     @classmethod
     def INPUT_TYPES(cls):
         return {"required": {
-            "stylegan": (STYLEGAN, {"tooltip": _TOOLTIPS["stylegan"]}),
+            "stylegan": (STYLEGAN, {"tooltip": TOOLTIPS["stylegan"]}),
             "batch_size": ("INT", {"default": 1, "min": 1, "max": MAX_BATCH, "tooltip": "Number of copies."}),
         }}
 
@@ -182,7 +182,7 @@ class MixLatents:
             "weight": ("FLOAT", {"default": 1.0, "min": 0.0, "max": 1.0, "step": 0.01,
                                  "tooltip": "1 = replace those layers by latent_b's, 0 = keep latent_a, in "
                                             "between = interpolate."}),
-            "strict": ("BOOLEAN", {"default": True, "tooltip": _TOOLTIPS["strict"]}),
+            "strict": ("BOOLEAN", {"default": True, "tooltip": TOOLTIPS["strict"]}),
         }}
 
     def mix(self, latent_a: latents.Latent, latent_b: latents.Latent, layer_start: int, layer_end: int,
@@ -202,7 +202,7 @@ class Synthesize:
     @classmethod
     def INPUT_TYPES(cls):
         return {"required": {
-            "stylegan": (STYLEGAN, {"tooltip": _TOOLTIPS["stylegan"]}),
+            "stylegan": (STYLEGAN, {"tooltip": TOOLTIPS["stylegan"]}),
             "latent": (STYLEGAN_LATENT, {"tooltip": "Latents of this generator."}),
             "noise_mode": (list(NOISE_MODES), {
                 "default": "const",
@@ -211,7 +211,7 @@ class Synthesize:
             "noise_seed": ("INT", {"default": 0, "min": 0, "max": latents.MAX_SEED, "control_after_generate": True,
                                    "tooltip": "Seed of the random noise (image i uses noise_seed + i); only used "
                                               "with noise_mode = random."}),
-            "strict": ("BOOLEAN", {"default": True, "tooltip": _TOOLTIPS["strict"]}),
+            "strict": ("BOOLEAN", {"default": True, "tooltip": TOOLTIPS["strict"]}),
         }}
 
     def synthesize(self, stylegan: StyleGANModel, latent: latents.Latent, noise_mode: str, noise_seed: int,

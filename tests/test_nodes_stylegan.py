@@ -161,6 +161,32 @@ def test_incompatible_latent_is_a_clear_error(env, N):
     assert image.shape == (1, 16, 16, 3)
 
 
+def test_editing_nodes_find_apply_and_sweep_directions(env, N):
+    model = load(N, "canvas.safetensors")
+    latent, = run(N, "InsetGANSampleLatent", stylegan=model, seed=5, batch_size=2, truncation_psi=1.0,
+                  truncation_cutoff=0)
+    num_ws = model.generator.num_ws
+    sefa, = run(N, "InsetGANSeFaDirections", stylegan=model, layer_start=0, layer_end=32, count=3)
+    assert sefa.layers == (0, num_ws) and len(sefa) == 3
+    pcs, = run(N, "InsetGANGANSpaceDirections", stylegan=model, samples=200, count=2, seed=0)
+    edited, = run(N, "InsetGANApplyDirection", latent=latent, directions=sefa, direction=1, strength=2.0,
+                  layer_start=0, layer_end=2, strict=True)
+    delta = edited.ws - latent.ws
+    assert torch.allclose(delta[:, :2], 2.0 * sefa.vectors[1].expand(2, 2, -1), atol=1e-6)
+    assert delta[:, 2:].abs().max() == 0
+    everywhere, = run(N, "InsetGANApplyDirection", latent=latent, directions=pcs, direction=0, strength=1.0,
+                      layer_start=-1, layer_end=-1, strict=True)
+    assert (everywhere.ws - latent.ws).abs().amin(dim=2).gt(0).all()  # GANSpace's own range: every layer
+    image, frames = run(N, "InsetGANDirectionSweep", stylegan=model, latent=latent, directions=sefa, direction=0,
+                        strength=3.0, layer_start=-1, layer_end=-1, strict=True, frames=5)
+    assert image.shape == (10, 16, 16, 3) and frames.ws.shape[0] == 10
+    face = load(N, "face.safetensors")
+    with pytest.raises(ValueError, match="made for generator"):
+        run(N, "InsetGANApplyDirection", latent=latent, directions=run(N, "InsetGANSeFaDirections", stylegan=face,
+                                                                       layer_start=0, layer_end=32, count=1)[0],
+            direction=0, strength=1.0, layer_start=-1, layer_end=-1, strict=True)
+
+
 def test_save_and_load_latent_files(env, N):
     model = load(N, "canvas.safetensors")
     latent, = run(N, "InsetGANSampleLatent", stylegan=model, seed=11, batch_size=2, truncation_psi=1.0,

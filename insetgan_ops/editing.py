@@ -1,0 +1,165 @@
+"""Latent editing: directions in W found without labels (SeFa, GANSpace), applied to W+ codes.
+
+A direction is a unit vector in W (``w_dim``); moving a latent's codes along it on some layers
+changes one attribute (pose, age, clothing length ...), more or less cleanly:
+
+==========================  ========================================================================
+:func:`sefa`                Shen & Zhou 2021, closed form: the top eigenvectors of ``A^T A``, ``A`` the
+                            style (affine) weights of the convolutions on the chosen W+ layers
+                            stacked, each output channel's row scaled to unit length. The ToRGB
+                            layers are left out, as in SeFa.
+:func:`ganspace`            Härkönen et al. 2020: the principal axes of ``w = mapping(z)`` over
+                            ``samples`` seeded z; ``scales`` holds the standard deviation along each
+==========================  ========================================================================
+
+:class:`Directions` keeps the generator they belong to, so an edit refuses a latent of another
+generator. :func:`apply_direction` moves codes by ``strength`` along one direction, in W units
+(GANSpace directions also carry their spread: ``strength = 2 * directions.scales[i]`` is two
+standard deviations); :func:`sweep` makes the latents of a filmstrip from ``-strength`` to
+``+strength``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import re
+from typing import Optional, Sequence
+
+import torch
+
+from .generator import Generator
+from .latents import GeneratorIdentity, Latent, z_from_seeds
+
+__all__ = ["Directions", "sefa", "ganspace", "apply_direction", "sweep"]
+
+_CONV_AFFINE = re.compile(r"synthesis\.b(\d+)\.conv([01])\.affine\.weight")
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class Directions:
+    """Unit vectors ``vectors [K, w_dim]`` in ``generator``'s W, named ``names``; ``scales [K]`` is
+    the spread of mapped w along each (1 where unknown); ``layers`` the W+ layers ``[start, end)``
+    they were found on, the default range to apply them to."""
+
+    vectors: torch.Tensor
+    names: tuple[str, ...]
+    generator: GeneratorIdentity
+    layers: tuple[int, int]
+    scales: Optional[torch.Tensor] = None
+
+    def __post_init__(self):
+        k = self.vectors.shape[0] if self.vectors.ndim == 2 else -1
+        if k < 1 or self.vectors.shape[1] != self.generator.w_dim or len(self.names) != k:
+            raise ValueError(f"directions need vectors [K, {self.generator.w_dim}] and K names, got "
+                             f"{list(self.vectors.shape)} and {len(self.names)} names")
+        if not torch.isfinite(self.vectors).all() or not torch.allclose(self.vectors.norm(dim=1),
+                                                                         torch.ones(k, dtype=self.vectors.dtype),
+                                                                         atol=1e-4):
+            raise ValueError("directions must be finite unit vectors")
+        if not 0 <= self.layers[0] < self.layers[1] <= self.generator.num_ws:
+            raise ValueError(f"layers {self.layers} outside 0..{self.generator.num_ws}")
+        if self.scales is None:
+            object.__setattr__(self, "scales", torch.ones(k))
+
+    def __len__(self) -> int:
+        return self.vectors.shape[0]
+
+
+def _oriented(vectors: torch.Tensor) -> torch.Tensor:
+    """Each row with the sign that makes its largest-magnitude entry positive (eigenvectors and
+    principal axes have no sign of their own; this makes them reproducible)."""
+    pivot = vectors.gather(1, vectors.abs().argmax(dim=1, keepdim=True))
+    return vectors * torch.where(pivot < 0, -1.0, 1.0).to(vectors.dtype)
+
+
+def _conv_layer_index(resolution: int, conv: int) -> int:
+    """The W+ code a synthesis convolution reads (the layer table in :mod:`.generator`)."""
+    return 0 if resolution == 4 else 2 * int(math.log2(resolution)) - 5 + conv
+
+
+def sefa(G: Generator, layer_start: int = 0, layer_end: Optional[int] = None, count: int = 5) -> Directions:
+    """SeFa's ``count`` strongest directions for the W+ layers ``[layer_start, layer_end)`` (default: all).
+
+    Returns :class:`Directions` named ``sefa0``, ``sefa1`` ... (strongest first), ``layers`` the range.
+    """
+    end = G.num_ws if layer_end is None else int(layer_end)
+    if not 0 <= layer_start < end <= G.num_ws:
+        raise ValueError(f"need 0 <= layer_start < layer_end <= {G.num_ws}, got {layer_start}, {end}")
+    if not 1 <= count <= G.w_dim:
+        raise ValueError(f"count must lie in 1..{G.w_dim}, got {count}")
+    rows = [weight.detach().double() for name, weight in G.state_dict().items()
+            if (m := _CONV_AFFINE.fullmatch(name)) and layer_start <= _conv_layer_index(int(m.group(1)),
+                                                                                        int(m.group(2))) < end]
+    if not rows:
+        raise ValueError(f"no convolution reads W+ layers {layer_start}..{end - 1} (only ToRGB layers do); "
+                         "widen the range")
+    A = torch.cat(rows)                                    # [channels, w_dim]
+    A = A / A.norm(dim=1, keepdim=True)
+    values, vectors = torch.linalg.eigh(A.T @ A)           # ascending
+    top = _oriented(vectors[:, values.argsort(descending=True)[:count]].T)
+    return Directions(top.float().cpu(), tuple(f"sefa{i}" for i in range(count)), GeneratorIdentity.of(G),
+                      (layer_start, end))
+
+
+def ganspace(G: Generator, samples: int = 10_000, count: int = 5, seed: int = 0) -> Directions:
+    """The ``count`` principal axes of ``w = G.mapping(z)`` over ``samples`` z drawn from ``seed``
+    (NVIDIA's per-seed z of seeds ``seed .. seed + samples - 1``), strongest first, named ``pc0`` ...;
+    ``scales`` holds the standard deviation of w along each. Applies to every layer by default."""
+    if not count + 1 <= samples <= 1_000_000:
+        raise ValueError(f"need count < samples <= 1000000, got count={count}, samples={samples}")
+    if not 1 <= count <= G.w_dim:
+        raise ValueError(f"count must lie in 1..{G.w_dim}, got {count}")
+    device = G.w_avg.device
+    with torch.no_grad():
+        ws = torch.cat([G.mapping(z_from_seeds(range(start, min(start + 1000, seed + samples)), G.z_dim).to(device),
+                                  None)[:, 0].double()
+                        for start in range(seed, seed + samples, 1000)])
+    centred = ws - ws.mean(dim=0)
+    _, singular, axes = torch.linalg.svd(centred, full_matrices=False)
+    vectors = _oriented(axes[:count])
+    scales = singular[:count] / math.sqrt(samples - 1)
+    return Directions(vectors.float().cpu(), tuple(f"pc{i}" for i in range(count)), GeneratorIdentity.of(G),
+                      (0, G.num_ws), scales.float().cpu())
+
+
+def _layer_range(directions: Directions, layer_start: Optional[int], layer_end: Optional[int]) -> tuple[int, int]:
+    start = directions.layers[0] if layer_start is None else int(layer_start)
+    end = directions.layers[1] if layer_end is None else int(layer_end)
+    if not 0 <= start < end <= directions.generator.num_ws:
+        raise ValueError(f"need 0 <= layer_start < layer_end <= {directions.generator.num_ws}, got {start}, {end}")
+    return start, end
+
+
+def _check_index(directions: Directions, index: int) -> int:
+    if not 0 <= index < len(directions):
+        raise ValueError(f"direction {index} does not exist; these directions are 0..{len(directions) - 1} "
+                         f"({', '.join(directions.names)})")
+    return index
+
+
+def apply_direction(latent: Latent, directions: Directions, index: int, strength: float,
+                    layer_start: Optional[int] = None, layer_end: Optional[int] = None, *,
+                    strict: bool = True) -> Latent:
+    """``latent`` moved by ``strength`` along direction ``index`` on layers ``[layer_start, layer_end)``
+    (default: the layers the directions were found on). ``strict`` as in
+    :meth:`~insetgan_ops.latents.Latent.check_generator`. Returns ``ws [B, num_ws, w_dim]``."""
+    latent.check_generator(directions.generator, strict=strict)
+    if not math.isfinite(strength):
+        raise ValueError(f"strength must be finite, got {strength}")
+    start, end = _layer_range(directions, layer_start, layer_end)
+    vector = directions.vectors[_check_index(directions, index)].to(latent.ws.device, latent.ws.dtype)
+    ws = latent.ws.clone()
+    ws[:, start:end] += float(strength) * vector
+    return Latent(ws, latent.generator)
+
+
+def sweep(latent: Latent, directions: Directions, index: int, strength: float, frames: int,
+          layer_start: Optional[int] = None, layer_end: Optional[int] = None, *, strict: bool = True) -> Latent:
+    """A filmstrip's latents: each latent of the batch moved by ``frames`` strengths evenly from
+    ``-strength`` to ``+strength``, frames of one latent together: ``ws [B * frames, num_ws, w_dim]``."""
+    if not 2 <= frames <= 256:
+        raise ValueError(f"frames must lie in 2..256, got {frames}")
+    steps: Sequence[float] = torch.linspace(-float(strength), float(strength), frames).tolist()
+    moved = [apply_direction(latent, directions, index, s, layer_start, layer_end, strict=strict).ws for s in steps]
+    return Latent(torch.stack(moved, dim=1).flatten(0, 1), latent.generator)

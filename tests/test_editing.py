@@ -1,0 +1,90 @@
+"""Latent editing: SeFa against its closed form computed here, GANSpace's reproducibility, edits
+and sweeps on the chosen layers only."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from insetgan_ops import latents
+from insetgan_ops.editing import Directions, apply_direction, ganspace, sefa, sweep
+from tests.tiny_generator import tiny_generator
+
+
+@pytest.fixture(scope="module")
+def G():
+    return tiny_generator(3, img_resolution=32)  # num_ws 8: b4.conv1 -> 0, b8.conv0/1 -> 1/2, b16 -> 3/4, b32 -> 5/6
+
+
+def _closed_form(G, names) -> np.ndarray:
+    """SeFa as its paper writes it: A = the named style weights, [w_dim, channels] with unit columns;
+    the eigenvector of A A^T with the largest eigenvalue."""
+    sd = G.state_dict()
+    A = np.concatenate([sd[name].double().numpy().T for name in names], axis=1)
+    A = A / np.linalg.norm(A, axis=0, keepdims=True)
+    values, vectors = np.linalg.eig(A @ A.T)
+    return np.real(vectors[:, np.argmax(np.real(values))])
+
+
+@pytest.mark.parametrize("layers, names", [
+    ((0, 8), [f"synthesis.b{r}.conv{i}.affine.weight" for r in (8, 16, 32) for i in (0, 1)]
+     + ["synthesis.b4.conv1.affine.weight"]),
+    ((1, 3), ["synthesis.b8.conv0.affine.weight", "synthesis.b8.conv1.affine.weight"]),  # b4.torgb also reads 1
+], ids=["all layers", "layers 1-2"])
+def test_sefa_first_direction_is_the_closed_form_answer(G, layers, names):
+    found = sefa(G, *layers, count=3)
+    expected = _closed_form(G, names)
+    assert abs(float(np.dot(found.vectors[0].double().numpy(), expected))) > 1 - 1e-6
+    assert found.layers == layers and found.names == ("sefa0", "sefa1", "sefa2")
+    gram = found.vectors @ found.vectors.T
+    assert torch.allclose(gram, torch.eye(3), atol=1e-5)  # orthonormal
+
+
+def test_sefa_refuses_a_range_only_torgb_reads(G):
+    with pytest.raises(ValueError, match="only ToRGB"):
+        sefa(G, 7, 8)
+
+
+def test_ganspace_is_reproducible_for_a_seed(G):
+    a, b, other = ganspace(G, 2000, 4, seed=1), ganspace(G, 2000, 4, seed=1), ganspace(G, 2000, 4, seed=2)
+    assert torch.equal(a.vectors, b.vectors) and torch.equal(a.scales, b.scales)
+    assert not torch.equal(a.vectors, other.vectors)
+    assert (a.scales[:-1] >= a.scales[1:]).all() and (a.scales > 0).all()
+    # the first axis carries the largest spread of mapped w
+    w = G.mapping(latents.z_from_seeds(range(5000, 7000), G.z_dim), None)[:, 0]
+    spread = lambda v: float(((w - w.mean(0)) @ v).std())  # noqa: E731
+    assert spread(a.vectors[0]) > spread(a.vectors[3])
+
+
+def test_apply_direction_moves_only_the_chosen_layers(G):
+    directions = sefa(G, 1, 3, count=2)
+    latent = latents.sample(G, [0, 1])
+    edited = apply_direction(latent, directions, 1, 2.5)
+    delta = edited.ws - latent.ws
+    assert torch.allclose(delta[:, 1:3], 2.5 * directions.vectors[1].expand(2, 2, -1), atol=1e-6)
+    assert delta[:, [0, *range(3, 8)]].abs().max() == 0
+    everywhere = apply_direction(latent, directions, 0, 1.0, 0, 8)  # an explicit range overrides the default
+    assert torch.allclose(everywhere.ws - latent.ws, directions.vectors[0].expand(2, 8, -1), atol=1e-6)
+    with pytest.raises(ValueError, match="direction 5 does not exist"):
+        apply_direction(latent, directions, 5, 1.0)
+    other = tiny_generator(4, img_resolution=32)
+    with pytest.raises(latents.LatentMismatchError):
+        apply_direction(latents.sample(other, [0]), directions, 0, 1.0)
+
+
+def test_a_sweep_makes_its_frames_around_the_latent(G):
+    directions = ganspace(G, 500, 2)
+    latent = latents.sample(G, [3, 4])
+    frames = sweep(latent, directions, 0, 3.0, 5)
+    assert frames.ws.shape == (10, 8, 32)
+    assert torch.allclose(frames.ws[2], latent.ws[0]) and torch.allclose(frames.ws[7], latent.ws[1])
+    assert torch.allclose(frames.ws[4] - frames.ws[0], 6.0 * directions.vectors[0].expand(8, -1), atol=1e-5)
+
+
+def test_directions_are_checked(G):
+    identity = latents.GeneratorIdentity.of(G)
+    with pytest.raises(ValueError, match="unit vectors"):
+        Directions(torch.ones(1, 32), ("x",), identity, (0, 8))
+    with pytest.raises(ValueError, match=r"vectors \[K, 32\]"):
+        Directions(torch.ones(1, 16) / 4, ("x",), identity, (0, 8))
