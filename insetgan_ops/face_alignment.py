@@ -16,10 +16,13 @@ quad                  ``c - x - y, c - x + y, c + x + y, c + x - y`` (top left, 
 ====================  ==============================================================================
 
 MTCNN's five landmarks (:class:`~insetgan_ops.detection.FaceDetector`) give the eye centres and the
-mouth corners directly. Where the quad leaves the photo FFHQ fills it by reflection and blends the
-reflection towards a blur (sigma ``0.02 * side``) and then the median colour, the further outside
-the more (over ``0.3 * side``); ``border="blur"`` does the same (measured from the photo's edges),
-``"reflect"`` only reflects, ``"edge"`` repeats the edge pixels.
+mouth corners directly. Where the quad comes within 4 pixels of the photo's edge FFHQ fills what
+lies outside by reflection and blends it towards a blur (sigma ``0.02 * side``) and then the median
+colour, the further outside the more (over ``0.3 * side``); ``border="blur"`` does the same, with
+two small differences: distances are measured from the photo's edges (FFHQ's from its crop of the
+photo, which coincide on the sides the quad leaves) and the median is that of the crop's pixels
+that show the photo (FFHQ's, of its padded crop). ``"reflect"`` only reflects, ``"edge"`` repeats
+the edge pixels.
 
 Coordinates are the pack's: continuous pixels, pixel ``i`` spanning ``[i, i + 1)`` (FFHQ's dlib
 points are pixel indices, hence its ``+ 0.5``). A crop of ``h x w`` pixels maps to the photo by the
@@ -47,9 +50,10 @@ BorderMode = Literal["blur", "reflect", "edge"]
 BORDER_MODES = ("blur", "reflect", "edge")
 
 # FFHQ's dataset script: the quad's size from the eye distance and the eye-to-mouth distance, the
-# centre below the eyes, the border kept around the quad, the padding, blur and median blend.
+# centre below the eyes; the padding and blur (fractions of the quad's side) and how close to the
+# photo's edge the quad must come for it to pad at all (pixels).
 _EYE_SCALE, _MOUTH_SCALE, _CENTRE_SHIFT = 2.0, 1.8, 0.1
-_BORDER, _PAD, _BLUR = 0.1, 0.3, 0.02
+_PAD, _BLUR, _PAD_MARGIN = 0.3, 0.02, 4
 
 
 @dataclasses.dataclass(frozen=True)
@@ -185,7 +189,7 @@ def align_faces(images: torch.Tensor, landmarks: torch.Tensor, size: Sequence[in
     outside = torch.stack([-points[..., 0], points[..., 0] - width, -points[..., 1], points[..., 1] - height],
                           dim=-1).amax(dim=-1)[:, None].to(images.dtype)        # [N, 1, h*k, w*k]
     if border == "blur":
-        crops = _blend_border(source, grid, crops, outside, quads, mode)
+        crops = _blend_border(source, grid, crops, outside, quads, mode, height, width)
     if k > 1:
         crops = F.avg_pool2d(crops, k)
         outside = F.avg_pool2d(outside, k)  # the mean distance: > 0 where most of the pixel is outside
@@ -195,13 +199,18 @@ def align_faces(images: torch.Tensor, landmarks: torch.Tensor, size: Sequence[in
 
 
 def _blend_border(source: torch.Tensor, grid: torch.Tensor, crops: torch.Tensor, outside: torch.Tensor,
-                  quads: torch.Tensor, mode: str) -> torch.Tensor:
-    """FFHQ's fill of what lies outside the photo: towards a blur, then towards the median colour."""
+                  quads: torch.Tensor, mode: str, height: int, width: int) -> torch.Tensor:
+    """FFHQ's fill of what lies outside the photo: towards a blur, then towards the median colour,
+    for the faces whose quad comes within 4 pixels of the photo's edge (where FFHQ pads)."""
     side = (quads[:, 3] - quads[:, 0]).norm(dim=1)                               # [N]
-    if not (outside > -_BORDER * side.max()).any():
-        return crops  # FFHQ pads only where the quad (with its border) leaves the photo
+    low, high = quads.amin(dim=1), quads.amax(dim=1)                             # [N, 2]
+    limit = quads.new_tensor([width - _PAD_MARGIN, height - _PAD_MARGIN])
+    padded = ((low < _PAD_MARGIN) | (high > limit)).any(dim=1)
     out = []
     for i in range(crops.shape[0]):
+        if not padded[i]:
+            out.append(crops[i:i + 1])
+            continue
         pad = max(_PAD * float(side[i]), 1.0)
         blurred = F.grid_sample(_gaussian_blur(source[i:i + 1], max(_BLUR * float(side[i]), 0.5)), grid[i:i + 1],
                                 mode="bilinear", padding_mode=mode, align_corners=False)

@@ -1087,6 +1087,102 @@ def write_whole_module_pt(folder: Path, sentinel: Path) -> Path:
     return path
 
 
+# ================================================================================== found in review
+
+def _global(module: str, name: str) -> bytes:
+    return b"c" + module.encode() + b"\n" + name.encode() + b"\n"
+
+
+def _text(value: str) -> bytes:
+    return b"X" + struct.pack("<I", len(value.encode())) + value.encode()
+
+
+def write_shared_tuple_key_pkl(folder: Path, sentinel: Path) -> Path:
+    """A 1.7 KB ``.pkl``: ``t_{k+1} = (t_k, t_k)`` through the memo, 99 levels (never deeper than the
+    nesting limit), used as a dict key: hashing it visits 2^99 tuples, freezing the process."""
+    out = bytearray(b"\x80\x04)r" + struct.pack("<I", 0))
+    for k in range(99):
+        out += b"j" + struct.pack("<I", k) + b"j" + struct.pack("<I", k) + b"\x86r" + struct.pack("<I", k + 1) + b"0"
+    out += b"}j" + struct.pack("<I", 99) + b"Ns."
+    path = folder / "network-snapshot.pkl"
+    path.write_bytes(bytes(out))
+    return path
+
+
+def write_pop_after_mark_nesting_pkl(folder: Path, sentinel: Path) -> Path:
+    """A tuple nested 100,000 deep built in rounds of 100: before each round a ``MARK`` then ``POP``,
+    which CPython's unpickler reads as dropping the mark (a scan that pops the item instead loses
+    track of the depth). Hashed as a dict key it overflows a 2 MB thread stack."""
+    out = bytearray(b"\x80\x02)r" + struct.pack("<I", 0) + b"0")
+    for k in range(1000):
+        out += b"Nj" + struct.pack("<I", k) + b"(0" + b"\x85" * 100 + b"r" + struct.pack("<I", k + 1) + b"0"
+    out += b"}j" + struct.pack("<I", 1000) + b"Ns."
+    path = folder / "network-snapshot.pkl"
+    path.write_bytes(bytes(out))
+    return path
+
+
+def write_direct_ndarray_call_tf_pkl(folder: Path, sentinel: Path) -> Path:
+    """A TF-era pickle calling ``numpy.ndarray((5*10^8,), 'u1')`` itself (the name is allowed as
+    ``_reconstruct``'s argument): an uninitialised 500 MB array backed by no bytes of the file."""
+    def network(variables: bytes) -> bytes:
+        return (_global("dnnlib.tflib.network", "Network") + b")\x81}(" + _text("version") + b"K\x04"
+                + _text("variables") + b"](" + variables + b"eub")
+    huge = _global("numpy", "ndarray") + b"J" + struct.pack("<I", 5 * 10**8) + b"\x85" + _text("u1") + b"\x86R"
+    path = folder / "stylegan2-ffhq-config-f.pkl"
+    path.write_bytes(b"\x80\x02" + network(b"") + network(b"") + network(_text("dlatent_avg") + huge + b"\x86")
+                     + b"\x87.")
+    return path
+
+
+def write_repeated_storage_bytes_pkl(folder: Path, sentinel: Path) -> Path:
+    """One embedded storage (1 MB of legacy storage bytes) stored once in the memo, then rebuilt a
+    thousand times by ``_load_from_bytes(GET)``: a 1 MB file that would take 1 GB."""
+    buffer = io.BytesIO()
+    torch.save(torch.ones(2**18).untyped_storage(), buffer, _use_new_zipfile_serialization=False)
+    blob = buffer.getvalue()
+    out = bytearray(b"\x80\x04" + _global("torch.storage", "_load_from_bytes") + b"r" + struct.pack("<I", 0))
+    out += b"B" + struct.pack("<I", len(blob)) + blob + b"r" + struct.pack("<I", 1) + b"0]("
+    out += (b"j" + struct.pack("<I", 0) + b"j" + struct.pack("<I", 1) + b"\x85R") * 1000
+    out += b"e."
+    path = folder / "network-snapshot.pkl"
+    path.write_bytes(bytes(out))
+    return path
+
+
+def write_encrypted_data_pkl_torch_zip(folder: Path, sentinel: Path) -> Path:
+    """A rosinality ``.pt`` whose ``data.pkl`` is flagged as encrypted in the zip directory."""
+    path = folder / "g.pt"
+    write_rosinality_pt(_generator(), path)
+    raw = bytearray(path.read_bytes())
+    with zipfile.ZipFile(path) as z:
+        pos = z.start_dir
+    while raw[pos:pos + 4] == b"PK\x01\x02":
+        name_len, extra_len, comment_len = struct.unpack("<HHH", raw[pos + 28:pos + 34])
+        if raw[pos + 46:pos + 46 + name_len].endswith(b"data.pkl"):
+            raw[pos + 8] |= 1  # general purpose flag bit 0: encrypted
+        pos += 46 + name_len + extra_len + comment_len
+    path.write_bytes(bytes(raw))
+    return path
+
+
+def write_int_storage_key_legacy_pt(folder: Path, sentinel: Path) -> Path:
+    """A legacy-format ``.pt`` whose storage-key list holds ints where the records name strings."""
+    path = folder / "g.pt"
+    torch.save({"w": torch.ones(3)}, path, _use_new_zipfile_serialization=False)
+    data = path.read_bytes()
+    stream = io.BytesIO(data)
+    for _ in range(4):  # magic, protocol version, system info, the object
+        for _ in pickletools.genops(stream):
+            pass
+    start = stream.tell()
+    keys = pickle.loads(data[start:])
+    for _ in pickletools.genops(stream):
+        pass
+    path.write_bytes(data[:start] + pickle.dumps([int(k) for k in keys], protocol=2) + data[stream.tell():])
+    return path
+
+
 # ================================================================================== hostile library inputs
 
 def _image(size: int = 16) -> torch.Tensor:

@@ -154,8 +154,8 @@ def _globals_of(path) -> set[str]:
             seen.add(".".join(key))
             return super().get(key, default)
 
-    with open(path, "rb") as f:
-        unpickle(f.read(), path, Recording(_allowed_globals(path)))
+    data = Path(path).read_bytes()
+    unpickle(data, path, Recording(_allowed_globals(path, len(data))))
     return seen
 
 

@@ -108,6 +108,13 @@ FILE_CASES = [
     case("weak-torch-zip-storage-member-short", "generator", hf.write_short_storage_torch_zip),
     case("weak-legacy-pt-storage-claims-2e40", "generator", hf.write_legacy_storage_claim_pt),
     case("weak-pt-whole-nn-module", "generator", hf.write_whole_module_pt, match="state_dict"),
+    # found in review: hazards that slip past a scan counting only depth, and errors of the wrong type
+    case("hang-pkl-shared-tuple-key-2e99-visits", "generator", hf.write_shared_tuple_key_pkl),
+    case("crash-pkl-pop-after-mark-nesting-1e5", "generator", hf.write_pop_after_mark_nesting_pkl),
+    case("memory-tf-direct-ndarray-call-5e8", "generator", hf.write_direct_ndarray_call_tf_pkl),
+    case("memory-pkl-storage-bytes-rebuilt-1000x", "generator", hf.write_repeated_storage_bytes_pkl),
+    case("weak-torch-zip-encrypted-data-pkl", "generator", hf.write_encrypted_data_pkl_torch_zip),
+    case("weak-legacy-pt-int-storage-keys", "face_parser", hf.write_int_storage_key_legacy_pt),
 ]
 
 

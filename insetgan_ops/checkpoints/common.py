@@ -6,6 +6,7 @@ import contextlib
 import dataclasses
 import mmap
 import os
+import pickle
 import stat
 from typing import Iterator, Mapping, Optional
 
@@ -73,3 +74,18 @@ def check_finite(path: "str | os.PathLike", tensors: Mapping[str, torch.Tensor])
     if bad:
         raise CheckpointError(path, f"NaN or infinite weights in {bad[:5]}{' ...' if len(bad) > 5 else ''}; the file "
                                     "is damaged or comes from a diverged training run")
+
+
+class ByteBudget:
+    """How many bytes the objects rebuilt from one file may take together: a file whose records
+    repeat one stored blob (through the pickle memo, or overlapping zip members) could otherwise
+    turn megabytes into gigabytes. :meth:`charge` raises ``pickle.UnpicklingError`` past the budget."""
+
+    def __init__(self, total: int):
+        self.left = int(total)
+
+    def charge(self, nbytes: int) -> None:
+        self.left -= int(nbytes)
+        if self.left < 0:
+            raise pickle.UnpicklingError("the tensors and arrays it rebuilds would take more bytes than the file "
+                                         "holds (its records repeat or overlap)")

@@ -11,18 +11,20 @@ arguments, these globals allocate whatever shape they are given or build structu
 * a pickled dtype becomes a :class:`DtypeSpec` (a type code such as ``f4`` and a byte order, with
   fields, sub-arrays and item sizes refused): the pickle never touches a real numpy dtype, and each
   array or scalar gets a fresh one;
-* the data must be ``bytes`` of exactly ``prod(shape) * itemsize``: arrays are bounded by the file.
+* the data must be ``bytes`` of exactly ``prod(shape) * itemsize``, and is charged to the file's
+  :class:`~.common.ByteBudget` (a blob the memo repeats cannot be copied a thousand times);
+* ``numpy.ndarray`` itself is only a name ``_reconstruct`` may be given, never called.
 """
 
 from __future__ import annotations
 
 import math
 import pickle
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
-__all__ = ["CheckedArray", "DtypeSpec", "NUMPY_GLOBALS"]
+__all__ = ["CheckedArray", "DtypeSpec", "numpy_globals"]
 
 MAX_DIMS = 32  # numpy's own limit
 
@@ -64,8 +66,11 @@ def _data(data: Any, shape: tuple[int, ...], dtype: np.dtype) -> bytes:
 
 
 class CheckedArray(np.ndarray):
-    """An array whose pickled state is checked before numpy applies it (``np.asarray`` turns it
-    into a plain ndarray)."""
+    """An array whose pickled state is checked, and its bytes charged to the file's budget, before
+    numpy applies it (``np.asarray`` turns it into a plain ndarray). Made per file by
+    :func:`numpy_globals`, which sets :attr:`charge`."""
+
+    charge: Callable[[int], None]
 
     def __setstate__(self, state: Any) -> None:
         if not isinstance(state, tuple) or len(state) not in (4, 5):
@@ -74,17 +79,21 @@ class CheckedArray(np.ndarray):
         shape, dtype = _shape(shape), _plain_dtype(dtype)
         if version != 1 or type(fortran) is not bool:
             raise pickle.UnpicklingError("malformed numpy array state")
-        super().__setstate__((1, shape, dtype, fortran, _data(data, shape, dtype)))
+        data = _data(data, shape, dtype)
+        type(self).charge(len(data))
+        super().__setstate__((1, shape, dtype, fortran, data))
 
 
 _reconstruct = np.zeros(0).__reduce__()[0]   # numpy's own array reconstructor (module moved in numpy 2)
 _scalar = np.float32(0).__reduce__()[0]      # numpy's own scalar reconstructor
 
 
-def _numpy_reconstruct(subtype: Any, shape: Any, dtype: Any) -> CheckedArray:
-    if subtype is not np.ndarray or shape != (0,) or dtype not in (b"b", "b"):
-        raise pickle.UnpicklingError("only plain numpy arrays are allowed")
-    return _reconstruct(CheckedArray, (0,), b"b")
+class _NDArrayName:
+    """Stands for the global ``numpy.ndarray``, which a pickle may only pass to ``_reconstruct``
+    (called itself, it would make an uninitialised array of any size)."""
+
+
+_NDARRAY = _NDArrayName()
 
 
 def _numpy_dtype(code: Any, align: Any = False, copy: Any = False) -> DtypeSpec:
@@ -102,21 +111,35 @@ def _numpy_scalar(dtype: Any, data: Any) -> np.generic:
     return _scalar(dtype, _data(data, (), dtype))
 
 
-def _numpy_frombuffer(buffer: Any, dtype: Any, shape: Any, order: Any = "C", axis_order: Any = None) -> np.ndarray:
-    """Protocol 5 pickles an array as ``numpy._core.numeric._frombuffer(bytes, dtype, shape, order)``."""
-    dtype, shape = _plain_dtype(dtype), _shape(shape)
-    if order not in ("C", "F") or not (axis_order is None or (isinstance(axis_order, tuple)
-                                                              and sorted(axis_order) == list(range(len(shape))))):
-        raise pickle.UnpicklingError("malformed numpy array (protocol 5)")
-    array = np.frombuffer(_data(buffer, shape, dtype), dtype).reshape(shape, order=order)
-    return (array if axis_order is None else array.transpose(axis_order)).copy()
+def numpy_globals(charge: Callable[[int], None]) -> dict[tuple[str, str], Any]:
+    """The numpy globals a generator pickle may name (under numpy 1.x's module names, numpy.core,
+    and numpy 2's, numpy._core), each array's bytes charged with ``charge(nbytes)``."""
 
+    class Array(CheckedArray):
+        pass
 
-# Under numpy 1.x's module names (numpy.core) and numpy 2's (numpy._core).
-NUMPY_GLOBALS: dict[tuple[str, str], Any] = {
-    ("numpy", "dtype"): _numpy_dtype,
-    ("numpy", "ndarray"): np.ndarray,
-    **{(f"numpy.{core}.multiarray", "_reconstruct"): _numpy_reconstruct for core in ("core", "_core")},
-    **{(f"numpy.{core}.multiarray", "scalar"): _numpy_scalar for core in ("core", "_core")},
-    **{(f"numpy.{core}.numeric", "_frombuffer"): _numpy_frombuffer for core in ("core", "_core")},
-}
+    Array.charge = staticmethod(charge)
+
+    def reconstruct(subtype: Any, shape: Any, dtype: Any) -> CheckedArray:
+        if subtype is not _NDARRAY or shape != (0,) or dtype not in (b"b", "b"):
+            raise pickle.UnpicklingError("only plain numpy arrays are allowed")
+        return _reconstruct(Array, (0,), b"b")
+
+    def frombuffer(buffer: Any, dtype: Any, shape: Any, order: Any = "C", axis_order: Any = None) -> np.ndarray:
+        """Protocol 5 pickles an array as ``numpy._core.numeric._frombuffer(bytes, dtype, shape, order)``."""
+        dtype, shape = _plain_dtype(dtype), _shape(shape)
+        if order not in ("C", "F") or not (axis_order is None or (isinstance(axis_order, tuple)
+                                                                  and sorted(axis_order) == list(range(len(shape))))):
+            raise pickle.UnpicklingError("malformed numpy array (protocol 5)")
+        data = _data(buffer, shape, dtype)
+        charge(len(data))
+        array = np.frombuffer(data, dtype).reshape(shape, order=order)
+        return (array if axis_order is None else array.transpose(axis_order)).copy()
+
+    return {
+        ("numpy", "dtype"): _numpy_dtype,
+        ("numpy", "ndarray"): _NDARRAY,
+        **{(f"numpy.{core}.multiarray", "_reconstruct"): reconstruct for core in ("core", "_core")},
+        **{(f"numpy.{core}.multiarray", "scalar"): _numpy_scalar for core in ("core", "_core")},
+        **{(f"numpy.{core}.numeric", "_frombuffer"): frombuffer for core in ("core", "_core")},
+    }

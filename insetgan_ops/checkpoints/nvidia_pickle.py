@@ -27,8 +27,8 @@ from typing import Any
 
 import torch
 
-from .common import Checkpoint, CheckpointError, mapped_file
-from .numpy_arrays import NUMPY_GLOBALS
+from .common import ByteBudget, Checkpoint, CheckpointError, mapped_file
+from .numpy_arrays import numpy_globals
 from .tensors import STORAGE_TYPES, TENSOR_GLOBALS, Storage
 from .torch_file import read_legacy
 from .unpickling import unpickle as _unpickle
@@ -94,22 +94,27 @@ def _reconstruct_persistent_obj(meta: Any) -> PersistentModule:
     state = meta["state"]
     if not all(isinstance(state.get(group, {}), dict) for group in ("_parameters", "_buffers", "_modules")):
         raise pickle.UnpicklingError("malformed persistent-object state (_parameters/_buffers/_modules not dicts)")
-    return PersistentModule(str(meta.get("class_name")), state)
+    name = meta.get("class_name")
+    return PersistentModule(name if isinstance(name, str) else "?", state)
 
 
-def _codecs_encode(text, encoding="utf-8"):
-    """Protocol-2 pickles written by Python 3 store ``bytes`` as ``_codecs.encode(str, 'latin1')``."""
-    if not isinstance(text, str) or encoding not in ("latin1", "latin-1"):
-        raise pickle.UnpicklingError("unexpected _codecs.encode call")
-    return text.encode("latin1")
+def _allowed_globals(path: "str | os.PathLike", file_size: int) -> dict[tuple[str, str], Any]:
+    """What an NVIDIA pickle may name. The storage bytes it embeds are read as torch's legacy format;
+    everything rebuilt from stored bytes is charged to one :class:`~.common.ByteBudget` of twice the
+    file's size (protocol 2 holds bytes as text, which is encoded, then read)."""
+    budget = ByteBudget(2 * file_size + 2 ** 20)
 
-
-def _allowed_globals(path: "str | os.PathLike") -> dict[tuple[str, str], Any]:
-    """What an NVIDIA pickle may name; the storage bytes it embeds are read as torch's legacy format."""
+    def codecs_encode(text: Any, encoding: Any = "utf-8") -> bytes:
+        """Protocol-2 pickles written by Python 3 store ``bytes`` as ``_codecs.encode(str, 'latin1')``."""
+        if not isinstance(text, str) or encoding not in ("latin1", "latin-1"):
+            raise pickle.UnpicklingError("unexpected _codecs.encode call")
+        budget.charge(len(text))
+        return text.encode("latin1")
 
     def load_storage_from_bytes(data: Any) -> Storage:
         if not isinstance(data, bytes):
             raise pickle.UnpicklingError("tensor storage is not stored as bytes")
+        budget.charge(len(data))
         storage = read_legacy(data, path, STORAGE_TYPES)
         if not isinstance(storage, Storage):
             raise pickle.UnpicklingError(f"tensor storage bytes hold a {type(storage).__name__}, not a storage")
@@ -122,17 +127,17 @@ def _allowed_globals(path: "str | os.PathLike") -> dict[tuple[str, str], Any]:
         ("dnnlib", "EasyDict"): _EasyDict,
         ("torch.storage", "_load_from_bytes"): load_storage_from_bytes,
         **TENSOR_GLOBALS,
-        **NUMPY_GLOBALS,
+        **numpy_globals(budget.charge),
         ("builtins", "set"): set,
         ("__builtin__", "set"): set,
-        ("_codecs", "encode"): _codecs_encode,
+        ("_codecs", "encode"): codecs_encode,
     }
 
 
 def unpickle(path: "str | os.PathLike") -> Any:
     """Reads ``path`` through :func:`.unpickling.unpickle`. Raises :class:`CheckpointError` on any problem."""
     with mapped_file(path) as data:
-        return _unpickle(data, path, _allowed_globals(path))[0]
+        return _unpickle(data, path, _allowed_globals(path, len(data)))[0]
 
 
 def _hints_from_modules(G: PersistentModule) -> dict[str, Any]:

@@ -13,6 +13,11 @@ stack                       at most :data:`MAX_STACK` items and :data:`MAX_MARKS
 tuple nesting               at most :data:`MAX_NESTING` levels of tuples (or of objects built from
                             tuples) inside each other; lists and dicts end a chain, because the C
                             code that recurses without a limit (hashing) stops at them
+tuple size                  a tuple expands to at most :data:`MAX_EXPANDED` tuples when the parts it
+                            shares through the memo are counted as often as they appear (a
+                            ``(t, t)`` chain 99 deep is 2^99 tuples to hash: an endless freeze)
+marks                       as in CPython's unpickler, nothing reaches below the last open mark
+                            and a ``POP`` right after a ``MARK`` removes the mark
 memo                        indices below :data:`MAX_MEMO` and never above the number of opcodes
                             read so far (NVIDIA's and torch's picklers number them 0, 1, 2 ...)
 opcodes                     at most :data:`MAX_OPCODES`; no ``EXT*``, ``INST``, ``OBJ``, text
@@ -34,7 +39,8 @@ from typing import Union
 
 from .common import CheckpointError
 
-__all__ = ["MAX_STACK", "MAX_MARKS", "MAX_NESTING", "MAX_MEMO", "MAX_OPCODES", "MAX_LONG_BYTES", "scan"]
+__all__ = ["MAX_STACK", "MAX_MARKS", "MAX_NESTING", "MAX_EXPANDED", "MAX_MEMO", "MAX_OPCODES", "MAX_LONG_BYTES",
+           "scan"]
 
 MAX_STACK = 100_000
 MAX_MARKS = 1_000
@@ -42,6 +48,15 @@ MAX_NESTING = 100
 MAX_MEMO = 1_000_000
 MAX_OPCODES = 5_000_000
 MAX_LONG_BYTES = 64
+MAX_EXPANDED = 1_000_000
+
+# Each stack item is tracked as one int: how deeply tuples nest in it (high bits) and how many
+# tuples it expands to when shared parts are counted every time they appear (low bits; what hashing
+# it costs). Anything not built by a nesting opcode counts as a leaf: 0 deep, size 1.
+_SIZE_BITS = 50
+_SIZE_MASK = (1 << _SIZE_BITS) - 1
+_LEAF = 1
+_EMPTY_TUPLE = (1 << _SIZE_BITS) + 1
 
 _REFUSED = {"EXT1", "EXT2", "EXT4", "INST", "OBJ", "NEXT_BUFFER", "READONLY_BUFFER"}
 # Opcodes whose result is, or may be, a tuple holding what they pop (REDUCE and its kin call an
@@ -52,9 +67,9 @@ _LENGTH_BYTES = {pickletools.TAKEN_FROM_ARGUMENT1: 1, pickletools.TAKEN_FROM_ARG
                  pickletools.TAKEN_FROM_ARGUMENT4U: 4, pickletools.TAKEN_FROM_ARGUMENT8U: 8}
 _SIGNED_LENGTH = {"BINSTRING", "LONG4"}
 # What the scan does beyond skipping an opcode's argument and applying its stack effect.
-(_PLAIN, _NESTS, _MARK, _DUP, _PUT, _GET, _STOP, _REFUSE, _PERSISTENT, _FRAME, _TEXT_PERSISTENT,
- _LONG) = range(12)
-_KINDS = {"MARK": _MARK, "DUP": _DUP, "STOP": _STOP, "BINPERSID": _PERSISTENT, "PERSID": _TEXT_PERSISTENT,
+(_PLAIN, _NESTS, _MARK, _DUP, _PUT, _GET, _STOP, _POP, _REFUSE, _PERSISTENT, _FRAME, _TEXT_PERSISTENT,
+ _LONG) = range(13)
+_KINDS = {"MARK": _MARK, "DUP": _DUP, "STOP": _STOP, "POP": _POP, "BINPERSID": _PERSISTENT, "PERSID": _TEXT_PERSISTENT,
           "FRAME": _FRAME, "LONG": _LONG, "LONG1": _LONG, "LONG4": _LONG,
           **dict.fromkeys(("PUT", "BINPUT", "LONG_BINPUT", "MEMOIZE"), _PUT),
           **dict.fromkeys(("GET", "BINGET", "LONG_BINGET"), _GET),
@@ -106,9 +121,9 @@ def _scan(view: memoryview, path, start: int, persistent_ids: bool) -> int:
     end = len(view)
     table = _OPCODES
     pos, count = start, 0
-    stack: list[int] = []        # per stack item: how deeply tuples nest inside it
+    stack: list[int] = []        # per stack item: nesting << _SIZE_BITS | expanded size (module doc)
     marks: list[int] = []        # stack heights at the open marks
-    memo: dict[int, int] = {}    # memo index -> nesting of the stored item
+    memo: dict[int, int] = {}    # memo index -> the stored item's entry
     while pos < end:
         entry = table[view[pos]]
         if entry is None:
@@ -128,7 +143,7 @@ def _scan(view: memoryview, path, start: int, persistent_ids: bool) -> int:
             if pos + fixed > end:
                 break
             if kind == _PUT or kind == _GET or kind == _FRAME:
-                argument = int.from_bytes(view[pos:pos + fixed], "little")
+                argument = view[pos] if fixed == 1 else int.from_bytes(view[pos:pos + fixed], "little")
                 if kind == _FRAME and argument > end - pos - fixed:
                     _refuse(path, f"claims a frame of {argument:,} bytes where {end - pos - fixed:,} are left")
             pos += fixed
@@ -156,40 +171,62 @@ def _scan(view: memoryview, path, start: int, persistent_ids: bool) -> int:
                     argument = int(text)
                 pos = newline + 1
 
-        # The stack effect, with the nesting of what is built.
-        if pops < 0:
-            if not marks:
-                _refuse(path, f"closes a mark that was never opened (byte {pos})")
-            cut = marks.pop() - below
+        # The stack effect, with the nesting and size of what is built. Like CPython's unpickler, no
+        # opcode but a mark-closing one may reach below the last open mark, and a POP right after a
+        # MARK removes the mark.
+        if not pops:  # the common cases: a value, an empty tuple or a memo entry pushed
+            if kind == _PLAIN or kind == _LONG:
+                if pushes:
+                    stack.append(_LEAF)
+            elif kind == _NESTS:
+                stack.append(_EMPTY_TUPLE)
+            elif kind == _GET:
+                if argument not in memo:
+                    _refuse(path, f"reads memo index {argument:,}, which was never stored (byte {pos})")
+                stack.append(memo[argument])
+            elif kind == _FRAME:
+                continue
+            if kind != _PUT and kind != _MARK:  # those two are handled below
+                if len(stack) > MAX_STACK:
+                    _refuse(path, f"holds more than {MAX_STACK:,} items at once")
+                continue
         else:
-            cut = len(stack) - pops
-        if cut < 0:
-            _refuse(path, f"pops more items than it pushed (byte {pos})")
-        if kind == _PLAIN or kind == _LONG or kind == _FRAME:
+            if pops < 0:
+                if not marks:
+                    _refuse(path, f"closes a mark that was never opened (byte {pos})")
+                cut = marks.pop() - below
+            elif kind == _POP and marks and marks[-1] == len(stack):
+                marks.pop()
+                continue
+            else:
+                cut = len(stack) - pops
+            if cut < (marks[-1] if marks else 0):
+                _refuse(path, f"pops more items than it pushed (byte {pos})")
+        if kind == _PLAIN or kind == _POP:
             del stack[cut:]
             if pushes:
-                stack.append(0)
+                stack.append(_LEAF)
         elif kind == _NESTS or kind == _PERSISTENT:
-            nesting = 1 + max(stack[cut:], default=0)
-            if nesting > MAX_NESTING:
+            parts = stack[cut:]
+            built = ((1 + (max(parts, default=0) >> _SIZE_BITS)) << _SIZE_BITS) + 1 + (sum(parts) & _SIZE_MASK)
+            if built >> _SIZE_BITS > MAX_NESTING:
                 _refuse(path, f"nests objects more than {MAX_NESTING} levels deep")
+            if built & _SIZE_MASK > MAX_EXPANDED:
+                _refuse(path, f"builds a tuple of more than {MAX_EXPANDED:,} tuples once its shared parts are "
+                              "counted as often as they appear")
             del stack[cut:]
-            stack.append(nesting)
+            stack.append(built)
         elif kind == _MARK:
             marks.append(len(stack))
             if len(marks) > MAX_MARKS:
                 _refuse(path, f"holds more than {MAX_MARKS:,} open marks")
         elif kind == _PUT:  # MEMOIZE pops its item and pushes it back; PUT leaves the stack alone
-            if not stack:
+            if len(stack) <= (marks[-1] if marks else 0):
                 _refuse(path, f"memoizes from an empty stack (byte {pos})")
             index = len(memo) if name == "MEMOIZE" else argument
             if index >= MAX_MEMO or index > count:
                 _refuse(path, f"uses memo index {index:,} after {count:,} opcodes")
             memo[index] = stack[-1]
-        elif kind == _GET:
-            if argument not in memo:
-                _refuse(path, f"reads memo index {argument:,}, which was never stored (byte {pos})")
-            stack.append(memo[argument])
         elif kind == _DUP:
             stack.append(stack[-1])
         else:  # STOP

@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 import os
 import re
+import reprlib
 from typing import Any, Mapping
 
 import numpy as np
@@ -26,7 +27,7 @@ def number(value: Any, what: str) -> float:
     raises ``ValueError`` naming ``what`` otherwise."""
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.integer, np.floating)) \
             or not math.isfinite(float(value)):
-        raise ValueError(f"{what} must be a finite number, got {value!r}")
+        raise ValueError(f"{what} must be a finite number, got {reprlib.repr(value)}")
     return float(value)
 
 
@@ -34,7 +35,7 @@ def integer(value: Any, what: str) -> int:
     """``value`` as an int if it is an integral number (``256`` or ``256.0``); ``ValueError`` otherwise."""
     as_float = number(value, what)
     if as_float != int(as_float):
-        raise ValueError(f"{what} must be a whole number, got {value!r}")
+        raise ValueError(f"{what} must be a whole number, got {reprlib.repr(value)}")
     return int(as_float)
 
 
@@ -79,7 +80,7 @@ def config_from_state_dict(path: "str | os.PathLike", sd: Mapping[str, torch.Ten
         except ValueError as e:
             raise CheckpointError(path, f"unsupported generator configuration: {e}") from e
     if hints.get("architecture", "skip") != "skip":
-        raise CheckpointError(path, f"synthesis architecture {hints['architecture']!r} is not supported "
+        raise CheckpointError(path, f"synthesis architecture {reprlib.repr(hints['architecture'])} is not supported "
                                     "(only StyleGAN2's default 'skip' generator)")
     try:
         fcs = sorted(int(m.group(1)) for k in sd if (m := re.fullmatch(r"mapping\.fc(\d{1,2})\.weight", k)))
@@ -109,7 +110,7 @@ def config_from_state_dict(path: "str | os.PathLike", sd: Mapping[str, torch.Ten
         # a StyleGAN2 generator.
         for key, largest in (("channel_base", 2 ** 24), ("channel_max", MAX_CHANNELS)):
             if key in hints and not 1 <= integer(hints[key], key) <= largest:
-                raise ValueError(f"{key} must be an integer in 1..{largest}, got {hints[key]!r}")
+                raise ValueError(f"{key} must be an integer in 1..{largest}, got {reprlib.repr(hints[key])}")
         config = GeneratorConfig(
             **fields,
             mapping_lr_multiplier=number(hints.get("mapping_lr_multiplier", 0.01), "mapping_lr_multiplier"),

@@ -26,6 +26,7 @@ from __future__ import annotations
 import math
 import os
 import pickle
+import reprlib
 from typing import Any, Callable
 
 import numpy as np
@@ -169,18 +170,18 @@ def checkpoint_from_tf_networks(path: "str | os.PathLike", data: "TFNetwork | tu
         data = data[2]
     state = data.state
     if not isinstance(state.get("version"), int) or state["version"] < 4:
-        raise CheckpointError(path, f"TF network pickle version {state.get('version')!r} is too old (StyleGAN1 or "
+        raise CheckpointError(path, f"TF network pickle version {reprlib.repr(state.get('version'))} is too old (StyleGAN1 or "
                                     "early StyleGAN2); use a StyleGAN2 config-e/f pickle")
     kwargs = state.get("static_kwargs") or {}
     if not isinstance(kwargs, dict):
         raise CheckpointError(path, "the TF network's static_kwargs are not a dict")
     unknown = sorted(set(kwargs) - _KNOWN)
     if unknown:
-        raise CheckpointError(path, f"unknown TF generator options {unknown}; not a StyleGAN2 generator")
+        raise CheckpointError(path, f"unknown TF generator options {reprlib.repr(unknown)}; not a StyleGAN2 generator")
     opt = {**_DEFAULTS, **{k: v for k, v in kwargs.items() if k in _DEFAULTS and v is not None}}
     for key, required in _REQUIRED.items():
         if (list(opt[key]) if key == "resample_kernel" else opt[key]) != required:
-            raise CheckpointError(path, f"TF generator option {key}={opt[key]!r} is not supported "
+            raise CheckpointError(path, f"TF generator option {key}={reprlib.repr(opt[key])} is not supported "
                                         f"(StyleGAN2 uses {required!r})")
     try:
         variables = data.variables()
@@ -188,7 +189,7 @@ def checkpoint_from_tf_networks(path: "str | os.PathLike", data: "TFNetwork | tu
         raise CheckpointError(path, f"malformed TF network: {e}") from e
     resolution = opt["resolution"]
     if type(resolution) is not int or not 4 <= resolution <= MAX_RESOLUTION or resolution & (resolution - 1):
-        raise CheckpointError(path, f"TF generator resolution {resolution!r} is not a power of two in "
+        raise CheckpointError(path, f"TF generator resolution {reprlib.repr(resolution)} is not a power of two in "
                                     f"4..{MAX_RESOLUTION}; not a StyleGAN2 generator")
     state_dict = tf_generator_state_dict(path, variables, resolution)
     hints = {"mapping_lr_multiplier": opt["mapping_lrmul"], "w_avg_beta": opt["w_avg_beta"],

@@ -24,12 +24,13 @@ from __future__ import annotations
 
 import os
 import pickle
+import reprlib
 import zipfile
 from typing import Any, Mapping
 
 import torch
 
-from .common import CheckpointError, check_regular_file, mapped_file
+from .common import ByteBudget, CheckpointError, check_regular_file, mapped_file
 from .tensors import TENSOR_GLOBALS, Storage, StorageType
 from .unpickling import Buffer, unpickle
 
@@ -47,7 +48,7 @@ def _storage_record(pid: Any, fields: int) -> tuple[torch.dtype, str, int]:
                                      "model.state_dict() instead")
     if not (isinstance(pid, tuple) and len(pid) == fields and pid[0] == "storage" and isinstance(pid[1], StorageType)
             and isinstance(pid[2], str) and type(pid[4]) is int and pid[4] >= 0):
-        raise pickle.UnpicklingError(f"malformed storage record {str(pid)[:80]}")
+        raise pickle.UnpicklingError(f"malformed storage record {reprlib.repr(pid)}")
     if fields == 6 and pid[5] is not None:
         raise pickle.UnpicklingError("the file holds storage views (written by torch < 0.4); load and save it "
                                      "again with a newer torch")
@@ -82,21 +83,23 @@ def _read_zip(path: "str | os.PathLike", allowed: Mapping[tuple[str, str], Any])
             raise CheckpointError(path, "the file was written on a big-endian machine; load and save it again "
                                         "there with a recent torch")
         storages: dict[str, Storage] = {}
+        budget = ByteBudget(os.path.getsize(path))  # members may not overlap to hold more than the file
 
         def load_storage(pid: Any) -> Storage:
             dtype, key, numel = _storage_record(pid, 5)
             if key not in storages:
                 info = members.get(f"{prefix}data/{key}")
                 if info is None or info.file_size != numel * _itemsize(dtype):
-                    raise pickle.UnpicklingError(f"storage {key!r} claims {numel:,} {dtype} elements, which the "
-                                                 "file does not hold")
+                    raise pickle.UnpicklingError(f"storage {key[:40]!r} claims {numel:,} {dtype} elements, which "
+                                                 "the file does not hold")
+                budget.charge(info.file_size)
                 raw = bytearray(archive.read(info))
                 storages[key] = Storage(torch.frombuffer(raw, dtype=dtype) if raw else torch.empty(0, dtype=dtype))
             return storages[key]
 
         try:
             data = archive.read(members[pickles[0]])
-        except (zipfile.BadZipFile, OSError, ValueError, EOFError) as e:
+        except (zipfile.BadZipFile, OSError, ValueError, EOFError, RuntimeError, NotImplementedError) as e:
             raise CheckpointError(path, f"corrupt or truncated torch file ({e}); download it again") from e
         return unpickle(data, path, allowed, persistent_load=load_storage, hint=_MODEL_HINT)[0]
 
@@ -122,7 +125,7 @@ def read_legacy(data: Buffer, path: "str | os.PathLike", allowed: Mapping[tuple[
         if key not in claimed:
             nbytes = numel * _itemsize(dtype)
             if nbytes > budget[0]:
-                raise pickle.UnpicklingError(f"storage {key!r} claims {numel:,} {dtype} elements, more than the "
+                raise pickle.UnpicklingError(f"storage {key[:40]!r} claims {numel:,} {dtype} elements, more than the "
                                              "file holds")
             budget[0] -= nbytes
             claimed[key] = Storage(torch.empty(numel, dtype=dtype))
@@ -130,13 +133,13 @@ def read_legacy(data: Buffer, path: "str | os.PathLike", allowed: Mapping[tuple[
 
     obj, pos = unpickle(data, path, allowed, pos, persistent_load=load_storage, hint=hint)
     keys, pos = unpickle(data, path, no_globals, pos)
-    if not isinstance(keys, list) or sorted(map(str, keys)) != sorted(claimed):
+    if not isinstance(keys, list) or not all(type(k) is str for k in keys) or sorted(keys) != sorted(claimed):
         raise CheckpointError(path, "the file's storage list does not match its tensors; the file is damaged")
     for key in keys:
         target = claimed[key].data
         nbytes = target.numel() * target.element_size()
         if pos + 8 + nbytes > len(data) or int.from_bytes(data[pos:pos + 8], "little") != target.numel():
-            raise CheckpointError(path, f"storage {key!r} is truncated or damaged (the download may be "
+            raise CheckpointError(path, f"storage {key[:40]!r} is truncated or damaged (the download may be "
                                         "incomplete); download it again")
         if nbytes:
             target.view(torch.uint8).copy_(torch.frombuffer(bytearray(data[pos + 8:pos + 8 + nbytes]),
