@@ -13,7 +13,8 @@ changes one attribute (pose, age, clothing length ...), more or less cleanly:
 ==========================  ========================================================================
 
 :class:`Directions` keeps the generator they belong to, so an edit refuses a latent of another
-generator. :func:`apply_direction` moves codes by ``strength`` along one direction, in W units
+generator; :func:`load_directions` reads the direction files users have (InterFaceGAN,
+encoder4editing). :func:`apply_direction` moves codes by ``strength`` along one direction, in W units
 (GANSpace directions also carry their spread: ``strength = 2 * directions.scales[i]`` is two
 standard deviations); :func:`sweep` makes the latents of a filmstrip from ``-strength`` to
 ``+strength``.
@@ -23,15 +24,24 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
 import re
+from pathlib import Path
 from typing import Optional, Sequence
 
+import numpy as np
 import torch
 
+from .checkpoints import CheckpointError
+from .checkpoints.common import check_regular_file
+from .checkpoints.torch_file import read_torch_file
 from .generator import Generator
 from .latents import GeneratorIdentity, Latent, z_from_seeds
 
-__all__ = ["Directions", "sefa", "ganspace", "apply_direction", "sweep"]
+__all__ = ["DIRECTION_FILE_EXTENSIONS", "Directions", "sefa", "ganspace", "load_directions", "apply_direction",
+           "sweep"]
+
+DIRECTION_FILE_EXTENSIONS = (".npy", ".pt", ".pth")
 
 _CONV_AFFINE = re.compile(r"synthesis\.b(\d+)\.conv([01])\.affine\.weight")
 
@@ -121,6 +131,56 @@ def ganspace(G: Generator, samples: int = 10_000, count: int = 5, seed: int = 0)
     scales = singular[:count] / math.sqrt(samples - 1)
     return Directions(vectors.float().cpu(), tuple(f"pc{i}" for i in range(count)), GeneratorIdentity.of(G),
                       (0, G.num_ws), scales.float().cpu())
+
+
+def load_directions(path: "str | os.PathLike", G: Generator) -> Directions:
+    """Directions from a file as their publishers write them, for generator ``G``:
+
+    * InterFaceGAN boundaries: ``np.save`` of ``[1, w_dim]`` (read without pickle);
+    * encoder4editing's ``interfacegan_directions/*.pt``: ``torch.save`` of a ``[1, w_dim]`` tensor;
+    * encoder4editing's ``ganspace_pca/*.pt``: ``torch.save({'mean', 'comp', 'std'})``, ``comp``
+      ``[K, (1,) w_dim]`` and ``std`` ``[K]``.
+
+    Each row is one direction, made a unit vector; ``scales`` is the row's own length (a file's
+    ``w + factor * direction`` is ``strength = factor * scales[i]`` here) or GANSpace's ``std``.
+    Raises :class:`~insetgan_ops.checkpoints.CheckpointError` naming the file for anything else.
+    """
+    check_regular_file(path)
+    suffix = Path(path).suffix.lower()
+    if suffix == ".npy":
+        try:  # mapped, so that a header claiming more than the file holds allocates nothing
+            raw, spread = torch.from_numpy(np.array(np.load(path, mmap_mode="r", allow_pickle=False), np.float64)), None
+        except (ValueError, OSError, TypeError, EOFError) as e:
+            raise CheckpointError(path, f"not a plain numeric .npy array ({e}); InterFaceGAN's boundaries are "
+                                        "np.save'd [1, w_dim] arrays") from e
+    elif suffix in (".pt", ".pth"):
+        data = read_torch_file(path)
+        if isinstance(data, dict) and isinstance(data.get("comp"), torch.Tensor):
+            raw, spread = data["comp"], data.get("std")
+        elif isinstance(data, torch.Tensor):
+            raw, spread = data, None
+        else:
+            raise CheckpointError(path, f"holds a {type(data).__name__}, not a direction tensor or a GANSpace dict "
+                                        "with 'comp' (encoder4editing's interfacegan_directions / ganspace_pca files)")
+    else:
+        raise CheckpointError(path, f"unknown direction file type {suffix!r}; use {DIRECTION_FILE_EXTENSIONS}")
+    if not raw.is_floating_point() or raw.numel() == 0 or raw.shape[-1] != G.w_dim or not torch.isfinite(raw).all():
+        raise CheckpointError(path, f"holds {raw.dtype} {list(raw.shape)}, not finite directions of this "
+                                    f"generator's w_dim {G.w_dim}; is it made for another generator?")
+    vectors = raw.reshape(-1, G.w_dim).double()
+    lengths = vectors.norm(dim=1)
+    if not (lengths > 0).all() or vectors.shape[0] > 4096:
+        raise CheckpointError(path, "holds zero-length directions or more than 4096 of them")
+    if spread is None:
+        scales = lengths
+    elif isinstance(spread, torch.Tensor) and spread.numel() == vectors.shape[0] and torch.isfinite(spread).all():
+        scales = spread.reshape(-1).double()
+    else:
+        raise CheckpointError(path, "its 'std' does not give one finite spread per component")
+    stem = Path(path).stem
+    names = (stem,) if vectors.shape[0] == 1 else tuple(f"{stem}{i}" for i in range(vectors.shape[0]))
+    return Directions((vectors / lengths[:, None]).float(), names, GeneratorIdentity.of(G), (0, G.num_ws),
+                      scales.float())
 
 
 def _layer_range(directions: Directions, layer_start: Optional[int], layer_end: Optional[int]) -> tuple[int, int]:

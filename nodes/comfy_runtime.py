@@ -46,6 +46,7 @@ MODEL_FOLDERS: dict[str, tuple[Path, ...]] = {
     "stylegan": (PACK_ROOT / "insetgan_ops" / "demo" / "weights",),
     "lpips": (),
     "face_parsing": (PACK_ROOT / "insetgan_ops" / "demo" / "weights",),
+    "stylegan_directions": (),
 }
 
 
@@ -181,8 +182,8 @@ def model_folders(name: str) -> list[str]:
     return list(fp.get_folder_paths(name)) if fp is not None else [str(f) for f in _fallback_folders(name)]
 
 
-def list_models(name: str) -> list[str]:
-    """Model files (``.pkl .pt .pth .safetensors``) in the folders of ``name``, as relative paths."""
+def list_models(name: str, extensions: tuple[str, ...] = MODEL_EXTENSIONS) -> list[str]:
+    """Model files (by default ``.pkl .pt .pth .safetensors``) in the folders of ``name``, as relative paths."""
     _check_folder_name(name)
     fp = _comfy("folder_paths")
     if fp is not None:
@@ -191,7 +192,7 @@ def list_models(name: str) -> list[str]:
         files = set()
         for folder in _fallback_folders(name):
             files.update(_walk_files(folder))
-    return sorted(f for f in files if f.lower().endswith(MODEL_EXTENSIONS))
+    return sorted(f for f in files if f.lower().endswith(extensions))
 
 
 def _walk_files(folder: Path) -> Iterator[str]:

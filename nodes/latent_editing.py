@@ -1,13 +1,15 @@
-"""ComfyUI nodes for latent editing: SeFa and GANSpace directions, Apply Direction and a rendered
-sweep (:mod:`insetgan_ops.editing`). Directions travel as ``STYLEGAN_DIRECTIONS``
+"""ComfyUI nodes for latent editing: SeFa and GANSpace directions, direction files, Apply Direction
+and a rendered sweep (:mod:`insetgan_ops.editing`). Directions travel as ``STYLEGAN_DIRECTIONS``
 (:class:`insetgan_ops.editing.Directions`, which know their generator)."""
 
 from __future__ import annotations
 
+import os
 from typing import Optional
 
 from ..insetgan_ops import latents
-from ..insetgan_ops.editing import Directions, apply_direction, ganspace, sefa, sweep
+from ..insetgan_ops.editing import (DIRECTION_FILE_EXTENSIONS, Directions, apply_direction, ganspace, load_directions,
+                                    sefa, sweep)
 from . import comfy_runtime
 from .convert import to_comfy_image
 from .sockets import STYLEGAN, STYLEGAN_DIRECTIONS, STYLEGAN_LATENT, StyleGANModel
@@ -86,6 +88,34 @@ class GANSpaceDirections:
         return (ganspace(stylegan.generator, samples, count, seed),)
 
 
+class LoadDirections:
+    DESCRIPTION = ("Loads directions users publish, from models/stylegan_directions: InterFaceGAN boundaries "
+                   "(.npy, e.g. age, smile, pose), encoder4editing's interfacegan_directions/*.pt and "
+                   "ganspace_pca/*.pt. They must be made for the connected generator's W space (e.g. FFHQ). "
+                   "Read without running anything in the file.")
+    CATEGORY = CATEGORY
+    RETURN_TYPES = (STYLEGAN_DIRECTIONS,)
+    RETURN_NAMES = ("directions",)
+    OUTPUT_TOOLTIPS = ("The file's directions as unit vectors; a row's own length (or GANSpace's std) is kept as "
+                       "its scale.",)
+    FUNCTION = "load"
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {
+            "stylegan": (STYLEGAN, {"tooltip": "The generator the directions belong to."}),
+            "file": (comfy_runtime.list_models("stylegan_directions", DIRECTION_FILE_EXTENSIONS),
+                     {"tooltip": "A direction file in models/stylegan_directions."}),
+        }}
+
+    @classmethod
+    def IS_CHANGED(cls, file, **_other_inputs):
+        return os.stat(comfy_runtime.model_path("stylegan_directions", file)).st_mtime_ns
+
+    def load(self, stylegan: StyleGANModel, file: str):
+        return (load_directions(comfy_runtime.model_path("stylegan_directions", file), stylegan.generator),)
+
+
 class ApplyDirection:
     DESCRIPTION = ("Moves latents along one direction on some layers: an edit (pose, age, clothing length ...) "
                    "that chains into Synthesize, InsetGAN and Barbershop like any latent.")
@@ -135,12 +165,14 @@ class DirectionSweep:
 NODE_CLASS_MAPPINGS = {
     "InsetGANSeFaDirections": SeFaDirections,
     "InsetGANGANSpaceDirections": GANSpaceDirections,
+    "InsetGANLoadDirections": LoadDirections,
     "InsetGANApplyDirection": ApplyDirection,
     "InsetGANDirectionSweep": DirectionSweep,
 }
 NODE_DISPLAY_NAME_MAPPINGS = {
     "InsetGANSeFaDirections": "SeFa Directions",
     "InsetGANGANSpaceDirections": "GANSpace Directions",
+    "InsetGANLoadDirections": "Load Directions",
     "InsetGANApplyDirection": "Apply Direction",
     "InsetGANDirectionSweep": "Direction Sweep",
 }

@@ -122,7 +122,8 @@ def test_comfy_folders_registered_by_appending(runtime, fake_comfy):
     assert registered == [("stylegan", os.path.join(models, "stylegan"), False), ("stylegan", builtin, False),
                           ("lpips", os.path.join(models, "lpips"), False),
                           ("face_parsing", os.path.join(models, "face_parsing"), False),
-                          ("face_parsing", builtin, False)]
+                          ("face_parsing", builtin, False),
+                          ("stylegan_directions", os.path.join(models, "stylegan_directions"), False)]
 
 
 def test_comfy_model_lookup_goes_through_folder_paths(runtime, fake_comfy, monkeypatch, tmp_path):

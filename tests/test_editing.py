@@ -8,7 +8,8 @@ import pytest
 import torch
 
 from insetgan_ops import latents
-from insetgan_ops.editing import Directions, apply_direction, ganspace, sefa, sweep
+from insetgan_ops.checkpoints import CheckpointError
+from insetgan_ops.editing import Directions, apply_direction, ganspace, load_directions, sefa, sweep
 from tests.tiny_generator import tiny_generator
 
 
@@ -88,3 +89,46 @@ def test_directions_are_checked(G):
         Directions(torch.ones(1, 32), ("x",), identity, (0, 8))
     with pytest.raises(ValueError, match=r"vectors \[K, 32\]"):
         Directions(torch.ones(1, 16) / 4, ("x",), identity, (0, 8))
+
+
+def test_direction_files_as_their_publishers_write_them(G, tmp_path):
+    """InterFaceGAN np.save's a [1, w_dim] float64 boundary; encoder4editing torch.save's a [1, w_dim]
+    tensor (interfacegan_directions) or {'mean', 'comp' [K, 1, w_dim], 'std' [K]} (ganspace_pca)."""
+    rng = np.random.default_rng(0)
+    boundary = rng.normal(size=(1, 32))
+    boundary /= np.linalg.norm(boundary)
+    np.save(tmp_path / "age.npy", boundary)
+    torch.save(torch.from_numpy(3 * boundary).float(), tmp_path / "smile.pt")
+    comp = torch.nn.functional.normalize(torch.randn(4, 1, 32), dim=2)
+    torch.save({"mean": torch.randn(1, 32), "comp": comp, "std": torch.tensor([4.0, 3.0, 2.0, 1.0])},
+               tmp_path / "ffhq_pca.pt")
+    age = load_directions(tmp_path / "age.npy", G)
+    assert age.names == ("age",) and torch.allclose(age.vectors[0].double(), torch.from_numpy(boundary[0]), atol=1e-6)
+    smile = load_directions(tmp_path / "smile.pt", G)
+    assert torch.allclose(smile.vectors, age.vectors, atol=1e-6) and float(smile.scales[0]) == pytest.approx(3.0)
+    pca = load_directions(tmp_path / "ffhq_pca.pt", G)
+    assert pca.names == tuple(f"ffhq_pca{i}" for i in range(4)) and pca.scales.tolist() == [4.0, 3.0, 2.0, 1.0]
+    assert torch.allclose(pca.vectors, comp[:, 0], atol=1e-6)
+    latent = latents.sample(G, [0])
+    assert torch.allclose(apply_direction(latent, smile, 0, 3.0).ws, latent.ws + torch.from_numpy(3 * boundary).float(),
+                          atol=1e-5)  # e4e's w + 1.0 * direction is strength 1.0 * scales[0]
+
+
+def test_direction_files_that_are_not_are_refused(G, tmp_path):
+    np.save(tmp_path / "objects.npy", np.array([{"a": 1}], dtype=object), allow_pickle=True)
+    with pytest.raises(CheckpointError, match="objects.npy: not a plain numeric .npy array"):
+        load_directions(tmp_path / "objects.npy", G)
+    np.save(tmp_path / "ffhq512.npy", np.ones((1, 512)))
+    with pytest.raises(CheckpointError, match="w_dim 32; is it made for another generator"):
+        load_directions(tmp_path / "ffhq512.npy", G)
+    torch.save({"weights": torch.ones(3)}, tmp_path / "other.pt")
+    with pytest.raises(CheckpointError, match="not a direction tensor or a GANSpace dict"):
+        load_directions(tmp_path / "other.pt", G)
+    with open(tmp_path / "huge.npy", "wb") as f:  # a header claiming 4 TB, 16 bytes of data
+        np.lib.format.write_array_header_1_0(f, {"descr": "<f4", "fortran_order": False, "shape": (10**6, 10**6)})
+        f.write(b"\0" * 16)
+    with pytest.raises(CheckpointError, match="huge.npy: not a plain numeric .npy array"):
+        load_directions(tmp_path / "huge.npy", G)
+    (tmp_path / "zero.npy").write_bytes(b"")
+    with pytest.raises(CheckpointError, match="zero.npy"):
+        load_directions(tmp_path / "zero.npy", G)

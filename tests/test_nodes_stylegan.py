@@ -180,6 +180,14 @@ def test_editing_nodes_find_apply_and_sweep_directions(env, N):
     image, frames = run(N, "InsetGANDirectionSweep", stylegan=model, latent=latent, directions=sefa, direction=0,
                         strength=3.0, layer_start=-1, layer_end=-1, strict=True, frames=5)
     assert image.shape == (10, 16, 16, 3) and frames.ws.shape[0] == 10
+    folder = env / "models" / "stylegan_directions"
+    folder.mkdir()
+    np.save(folder / "age.npy", sefa.vectors[:1].double().numpy())  # as InterFaceGAN saves a boundary
+    loader = N["InsetGANLoadDirections"]
+    assert loader.INPUT_TYPES()["required"]["file"][0] == ["age.npy"]
+    assert isinstance(loader.IS_CHANGED(file="age.npy", stylegan=model), int)
+    age, = run(N, "InsetGANLoadDirections", stylegan=model, file="age.npy")
+    assert age.names == ("age",) and torch.allclose(age.vectors, sefa.vectors[:1])
     face = load(N, "face.safetensors")
     with pytest.raises(ValueError, match="made for generator"):
         run(N, "InsetGANApplyDirection", latent=latent, directions=run(N, "InsetGANSeFaDirections", stylegan=face,
