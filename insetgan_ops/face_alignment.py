@@ -246,8 +246,7 @@ def paste_aligned(photos: torch.Tensor, results: torch.Tensor, alignment: FaceAl
     n, (height, width) = len(alignment), alignment.photo_size
     if tuple(photos.shape[2:]) != (height, width) or photos.shape[0] <= int(alignment.image_index.max()):
         raise ValueError(f"the photos {list(photos.shape)} are not those the faces were aligned on "
-                         f"({alignment.photo_size[0]}x{alignment.photo_size[1]}, {int(alignment.image_index.max()) + 1}+ "
-                         "images)")
+                         f"({height}x{width}, {int(alignment.image_index.max()) + 1}+ images)")
     if results.shape[0] != n or results.shape[1] != photos.shape[1]:
         raise ValueError(f"need one result per aligned face ({n}) with the photos' {photos.shape[1]} channels, got "
                          f"{list(results.shape)}")

@@ -52,7 +52,8 @@ _LRELU_SLOPE = 0.2
 MAX_RESOLUTION = 8192
 MAX_CHANNELS = 8192
 # (field, smallest, largest): far beyond every published StyleGAN2, far below what would exhaust memory.
-_INT_BOUNDS = (("z_dim", 1, 8192), ("c_dim", 0, 100_000), ("w_dim", 1, 8192), ("img_channels", 1, 16), ("mapping_layers", 1, 64), ("embed_features", 1, 8192),
+_INT_BOUNDS = (("z_dim", 1, 8192), ("c_dim", 0, 100_000), ("w_dim", 1, 8192), ("img_channels", 1, 16),
+               ("mapping_layers", 1, 64), ("embed_features", 1, 8192),
                ("layer_features", 1, 8192), ("channel_base", 1, 2 ** 24), ("channel_max", 1, MAX_CHANNELS),
                ("num_fp16_res", 0, 16))
 

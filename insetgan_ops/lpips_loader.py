@@ -4,8 +4,9 @@ An LPIPS model has two parts. Its linear calibration layers ship inside the ``lp
 Its backbone is torchvision's ImageNet AlexNet or VGG16, which ``lpips`` would normally download.
 :func:`load_lpips` builds the model with a randomly initialised backbone, then fills the backbone
 from the very file torchvision would have downloaded, found in the given folders (ComfyUI's
-``models/lpips``) or in torch's hub cache, read by the pack's own ``torch.save`` reader (:mod:`.checkpoints.torch_file`). The result
-equals ``lpips.LPIPS(net=...)`` with downloaded weights. Inputs are images in [-1, 1].
+``models/lpips``) or in torch's hub cache, read by the pack's own ``torch.save`` reader
+(:mod:`.checkpoints.torch_file`). The result equals ``lpips.LPIPS(net=...)`` with downloaded
+weights. Inputs are images in [-1, 1].
 """
 
 from __future__ import annotations

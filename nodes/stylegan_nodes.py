@@ -7,6 +7,7 @@ fed to another generator fails with a clear message instead of rendering noise.
 
 from __future__ import annotations
 
+import json
 import os
 from typing import Optional
 
@@ -16,6 +17,7 @@ from safetensors import SafetensorError, safe_open
 from ..insetgan_ops import latents
 from ..insetgan_ops.checkpoints import load_generator
 from ..insetgan_ops.generator import NOISE_MODES
+from ..insetgan_ops.latent_images import latent_from_png, save_png_with_latent
 from . import comfy_runtime
 from .convert import to_comfy_image
 from .sockets import STYLEGAN, STYLEGAN_LATENT, StyleGANModel
@@ -245,11 +247,12 @@ class SaveLatent:
         return {"ui": {"latents": [{"filename": filename, "subfolder": subfolder, "type": "output"}]}}
 
 
-def _latent_files() -> list[str]:
+def _latent_files(extension: str = LATENT_EXTENSION) -> list[str]:
+    """Files ending in ``extension`` directly in the input folder (links resolved inside it)."""
     folder = comfy_runtime.input_directory()
     if not os.path.isdir(folder):
         return []
-    return sorted(f for f in os.listdir(folder) if f.lower().endswith(LATENT_EXTENSION) and _latent_path(f))
+    return sorted(f for f in os.listdir(folder) if f.lower().endswith(extension) and _latent_path(f))
 
 
 def _latent_path(name: str) -> Optional[str]:
@@ -258,6 +261,28 @@ def _latent_path(name: str) -> Optional[str]:
     path = os.path.abspath(os.path.join(folder, name))
     inside = os.path.dirname(path) == folder and comfy_runtime.inside(folder, path)
     return path if inside and os.path.isfile(path) else None
+
+
+def _missing(name: str, what: str) -> str:
+    return f"{what} {name!r} not found in the input folder {comfy_runtime.input_directory()}"
+
+
+def _input_file_check(name: str, what: str):
+    """VALIDATE_INPUTS of a node reading a file from the input folder: True or the problem."""
+    return True if _latent_path(name) else _missing(name, what)
+
+
+def _input_file_version(name: str) -> float:
+    """IS_CHANGED of such a node: the file's modification time (NaN, i.e. always rerun, when absent)."""
+    path = _latent_path(name)
+    return float("nan") if path is None else os.stat(path).st_mtime_ns
+
+
+def _input_file(name: str, what: str) -> str:
+    path = _latent_path(name)
+    if path is None:
+        raise FileNotFoundError(_missing(name, what))
+    return path
 
 
 class LoadLatent:
@@ -276,21 +301,79 @@ class LoadLatent:
 
     @classmethod
     def VALIDATE_INPUTS(cls, latent_file):
-        if _latent_path(latent_file) is None:
-            return f"latent file {latent_file!r} not found in the input folder {comfy_runtime.input_directory()}"
-        return True
+        return _input_file_check(latent_file, "latent file")
 
     @classmethod
     def IS_CHANGED(cls, latent_file):
-        path = _latent_path(latent_file)
-        return float("nan") if path is None else os.stat(path).st_mtime_ns
+        return _input_file_version(latent_file)
 
     def load(self, latent_file: str):
-        path = _latent_path(latent_file)
-        if path is None:
-            raise FileNotFoundError(f"latent file {latent_file!r} not found in the input folder "
-                                    f"{comfy_runtime.input_directory()}")
-        return (latents.load_latent(path),)
+        return (latents.load_latent(_input_file(latent_file, "latent file")),)
+
+
+class SaveImageWithLatent:
+    DESCRIPTION = ("Saves images as PNGs to ComfyUI's output folder, each carrying its latent (W+ codes and the "
+                   "generator it belongs to) and, like Save Image, the workflow. Load Latent from Image turns such "
+                   "a picture back into its latent.")
+    CATEGORY = CATEGORY
+    RETURN_TYPES = ()
+    OUTPUT_NODE = True
+    FUNCTION = "save"
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {
+            "images": ("IMAGE", {"tooltip": "The images, e.g. from Synthesize."}),
+            "latent": (STYLEGAN_LATENT, {"tooltip": "Their latents: one per image (or one for all)."}),
+            "filename_prefix": ("STRING", {"default": "InsetGAN/image",
+                                           "tooltip": "File name start inside the output folder; may contain "
+                                                      "subfolders. A counter is appended."}),
+        }, "hidden": {"prompt": "PROMPT", "extra_pnginfo": "EXTRA_PNGINFO"}}
+
+    def save(self, images: torch.Tensor, latent: latents.Latent, filename_prefix: str, prompt=None,
+             extra_pnginfo=None):
+        if latent.batch_size not in (1, images.shape[0]):
+            raise ValueError(f"{latent.batch_size} latents for {images.shape[0]} images: give one latent per image "
+                             "(the latent that rendered it) or one for all")
+        text = {} if prompt is None else {"prompt": json.dumps(prompt)}
+        text.update({key: json.dumps(value) for key, value in (extra_pnginfo or {}).items()})
+        pixels = (images * 255).clamp(0, 255).to(torch.uint8).cpu().numpy()  # as ComfyUI's Save Image quantises
+        saved = []
+        for i in range(images.shape[0]):
+            path, relative = comfy_runtime.save_path(filename_prefix, ".png")
+            one = latents.Latent(latent.ws[i if latent.batch_size > 1 else 0][None], latent.generator)
+            save_png_with_latent(pixels[i, ..., :3], one, path, text)
+            subfolder, filename = os.path.split(relative)
+            saved.append({"filename": filename, "subfolder": subfolder, "type": "output"})
+        return {"ui": {"images": saved}}
+
+
+class LoadLatentFromImage:
+    DESCRIPTION = ("Reads the latent a PNG from Save Image with Latent carries, from ComfyUI's input folder: the "
+                   "picture's exact W+ codes, ready to edit or to refine.")
+    CATEGORY = CATEGORY
+    RETURN_TYPES = (STYLEGAN_LATENT,)
+    RETURN_NAMES = ("latent",)
+    OUTPUT_TOOLTIPS = ("The picture's latent (batch 1), still knowing its generator.",)
+    FUNCTION = "load"
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {
+            "image": (_latent_files(".png"), {"tooltip": "A PNG saved by Save Image with Latent, in the input "
+                                                         "folder."}),
+        }}
+
+    @classmethod
+    def VALIDATE_INPUTS(cls, image):
+        return _input_file_check(image, "image")
+
+    @classmethod
+    def IS_CHANGED(cls, image):
+        return _input_file_version(image)
+
+    def load(self, image: str):
+        return (latent_from_png(_input_file(image, "image")),)
 
 
 NODE_CLASS_MAPPINGS = {
@@ -301,6 +384,8 @@ NODE_CLASS_MAPPINGS = {
     "InsetGANSynthesize": Synthesize,
     "InsetGANSaveLatent": SaveLatent,
     "InsetGANLoadLatent": LoadLatent,
+    "InsetGANSaveImageWithLatent": SaveImageWithLatent,
+    "InsetGANLoadLatentFromImage": LoadLatentFromImage,
 }
 NODE_DISPLAY_NAME_MAPPINGS = {
     "InsetGANLoadStyleGAN": "Load StyleGAN",
@@ -310,4 +395,6 @@ NODE_DISPLAY_NAME_MAPPINGS = {
     "InsetGANSynthesize": "Synthesize",
     "InsetGANSaveLatent": "Save Latent",
     "InsetGANLoadLatent": "Load Latent",
+    "InsetGANSaveImageWithLatent": "Save Image with Latent",
+    "InsetGANLoadLatentFromImage": "Load Latent from Image",
 }

@@ -223,6 +223,32 @@ def test_save_and_load_latent_files(env, N):
         run(N, "InsetGANLoadLatent", latent_file="oops.safetensors")
 
 
+def test_save_image_with_latent_and_load_it_back(env, N):
+    model = load(N, "canvas.safetensors")
+    latent, = run(N, "InsetGANSampleLatent", stylegan=model, seed=3, batch_size=2, truncation_psi=1.0,
+                  truncation_cutoff=0)
+    images, = run(N, "InsetGANSynthesize", stylegan=model, latent=latent, noise_mode="const", noise_seed=0, strict=True)
+    out = run(N, "InsetGANSaveImageWithLatent", images=images, latent=latent, filename_prefix="InsetGAN/pic",
+              prompt={"1": {"class_type": "InsetGANSynthesize"}}, extra_pnginfo={"workflow": {"nodes": []}})
+    saved = out["ui"]["images"]
+    assert [s["filename"] for s in saved] == ["pic_00001.png", "pic_00002.png"]
+    second = env / "output" / "InsetGAN" / "pic_00002.png"
+    with Image.open(second) as picture:
+        assert "prompt" in picture.text and json.loads(picture.text["workflow"]) == {"nodes": []}
+    shutil.copy(second, env / "input" / "kept.png")
+    loader = N["InsetGANLoadLatentFromImage"]
+    assert loader.INPUT_TYPES()["required"]["image"][0] == ["kept.png"]
+    assert loader.VALIDATE_INPUTS("kept.png") is True and "not found" in loader.VALIDATE_INPUTS("../x.png")
+    back, = run(N, "InsetGANLoadLatentFromImage", image="kept.png")
+    assert torch.equal(back.ws, latent.ws[1:]) and back.generator == latent.generator
+    again, = run(N, "InsetGANSynthesize", stylegan=model, latent=back, noise_mode="const", noise_seed=0, strict=True)
+    assert torch.equal(again, images[1:])
+    with pytest.raises(ValueError, match="3 latents for 2 images"):
+        run(N, "InsetGANSaveImageWithLatent", images=images,
+            latent=run(N, "InsetGANSampleLatent", stylegan=model, seed=0, batch_size=3, truncation_psi=1.0,
+                       truncation_cutoff=0)[0], filename_prefix="x")
+
+
 def test_example_workflow_end_to_end(env, N, lib):
     ctx = RunContext(env / "input", env / "output")
     results = run_workflow(EXAMPLE, N, ctx)

@@ -170,8 +170,8 @@ def checkpoint_from_tf_networks(path: "str | os.PathLike", data: "TFNetwork | tu
         data = data[2]
     state = data.state
     if not isinstance(state.get("version"), int) or state["version"] < 4:
-        raise CheckpointError(path, f"TF network pickle version {reprlib.repr(state.get('version'))} is too old (StyleGAN1 or "
-                                    "early StyleGAN2); use a StyleGAN2 config-e/f pickle")
+        raise CheckpointError(path, f"TF network pickle version {reprlib.repr(state.get('version'))} is too old "
+                                    "(StyleGAN1 or early StyleGAN2); use a StyleGAN2 config-e/f pickle")
     kwargs = state.get("static_kwargs") or {}
     if not isinstance(kwargs, dict):
         raise CheckpointError(path, "the TF network's static_kwargs are not a dict")
