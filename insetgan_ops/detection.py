@@ -57,6 +57,10 @@ class FaceDetections:
     def __len__(self) -> int:
         return self.boxes.shape[0]
 
+    def rows(self, which: torch.Tensor) -> "FaceDetections":
+        """The faces ``which`` picks (a bool mask or indices), in one image."""
+        return FaceDetections(self.boxes[which], self.confidences[which], self.landmarks[which])
+
 
 @dataclasses.dataclass(frozen=True)
 class FaceSelection:
@@ -153,8 +157,7 @@ class FaceDetector:
             fallback = as_boxes(fallback, b, name="fallback boxes").to(images.device, torch.float32)
         boxes, found, confidences = [], [], []
         for i, faces in enumerate(self.detect(images)):
-            keep = faces.confidences >= min_confidence
-            faces = FaceDetections(faces.boxes[keep], faces.confidences[keep], faces.landmarks[keep])
+            faces = faces.rows(faces.confidences >= min_confidence)
             if len(faces) == 0:
                 if fallback is None:
                     raise FaceNotFoundError(i, b, min_confidence, self.thresholds)
@@ -179,13 +182,12 @@ class FaceDetector:
         b, _, height, width = images.shape
         picked, index = [], []
         for i, found in enumerate(self.detect(images)):
-            keep = found.confidences >= min_confidence
-            found = FaceDetections(found.boxes[keep], found.confidences[keep], found.landmarks[keep])
+            found = found.rows(found.confidences >= min_confidence)
             if len(found) == 0:
                 raise FaceNotFoundError(i, b, min_confidence, self.thresholds)
             rows = torch.arange(len(found)) if policy == "all" else torch.tensor([choose_face(found, policy, height,
                                                                                               width)])
-            picked.append(FaceDetections(found.boxes[rows], found.confidences[rows], found.landmarks[rows]))
+            picked.append(found.rows(rows))
             index.append(torch.full((len(rows),), i, dtype=torch.long))
         return FaceDetections(torch.cat([f.boxes for f in picked]), torch.cat([f.confidences for f in picked]),
                               torch.cat([f.landmarks for f in picked]), torch.cat(index).to(images.device))

@@ -35,7 +35,7 @@ import torch
 from .checkpoints import CheckpointError
 from .checkpoints.common import check_regular_file
 from .checkpoints.torch_file import read_torch_file
-from .generator import Generator
+from .generator import Generator, ws_before
 from .latents import GeneratorIdentity, Latent, z_from_seeds
 
 __all__ = ["DIRECTION_FILE_EXTENSIONS", "Directions", "sefa", "ganspace", "load_directions", "apply_direction",
@@ -84,8 +84,9 @@ def _oriented(vectors: torch.Tensor) -> torch.Tensor:
 
 
 def _conv_layer_index(resolution: int, conv: int) -> int:
-    """The W+ code a synthesis convolution reads (the layer table in :mod:`.generator`)."""
-    return 0 if resolution == 4 else 2 * int(math.log2(resolution)) - 5 + conv
+    """The W+ code convolution ``conv`` (0 or 1) of block ``resolution`` reads (the layer table in
+    :mod:`.generator`: block 4 has only conv1, which reads code 0)."""
+    return ws_before(resolution) - 2 + conv
 
 
 def sefa(G: Generator, layer_start: int = 0, layer_end: Optional[int] = None, count: int = 5) -> Directions:

@@ -42,6 +42,8 @@ import torch
 import torch.nn.functional as F
 
 from .checks import check_images, check_size
+from .crop_paste import box_mask
+from .resampling import gaussian_blur
 from .target_mask import dilate, feather
 
 __all__ = ["BORDER_MODES", "FaceAlignment", "ffhq_quad", "crop_matrices", "align_faces", "paste_aligned"]
@@ -135,17 +137,6 @@ def _grid(points: torch.Tensor, height: int, width: int, dtype: torch.dtype) -> 
     return (points * scale - 1).to(dtype)
 
 
-def _gaussian_blur(images: torch.Tensor, sigma: float) -> torch.Tensor:
-    """Separable Gaussian blur with reflected edges. images ``[B, C, H, W]``."""
-    radius = max(1, min(int(math.ceil(3 * sigma)), min(images.shape[2:]) - 1))
-    taps = torch.arange(-radius, radius + 1, dtype=images.dtype, device=images.device)
-    kernel = torch.exp(-0.5 * (taps / sigma) ** 2)
-    kernel = (kernel / kernel.sum()).repeat(images.shape[1], 1, 1)
-    c = images.shape[1]
-    x = F.conv2d(F.pad(images, (radius, radius, 0, 0), mode="reflect"), kernel[:, :, None, :], groups=c)
-    return F.conv2d(F.pad(x, (0, 0, radius, radius), mode="reflect"), kernel[:, :, :, None], groups=c)
-
-
 def _supersampling(matrices: torch.Tensor) -> int:
     """Samples per crop pixel and axis: the most photo pixels one crop pixel spans (>= 1)."""
     steps = matrices[:, :, :2].norm(dim=1)  # photo pixels per crop pixel along u and v  [N, 2]
@@ -212,7 +203,9 @@ def _blend_border(source: torch.Tensor, grid: torch.Tensor, crops: torch.Tensor,
             out.append(crops[i:i + 1])
             continue
         pad = max(_PAD * float(side[i]), 1.0)
-        blurred = F.grid_sample(_gaussian_blur(source[i:i + 1], max(_BLUR * float(side[i]), 0.5)), grid[i:i + 1],
+        sigma = max(_BLUR * float(side[i]), 0.5)  # reflected edges, as FFHQ's scipy filter
+        radius = max(1, min(math.ceil(3 * sigma), min(source.shape[2:]) - 1))
+        blurred = F.grid_sample(gaussian_blur(source[i:i + 1], sigma, radius, "reflect"), grid[i:i + 1],
                                 mode="bilinear", padding_mode=mode, align_corners=False)
         mask = outside[i:i + 1] / pad
         crop = crops[i:i + 1] + (blurred - crops[i:i + 1]) * (mask * 3 + 1).clamp(0, 1)
@@ -258,7 +251,7 @@ def paste_aligned(photos: torch.Tensor, results: torch.Tensor, alignment: FaceAl
         mask.reshape(n, 1, rh, rw).to(photos.device, photos.dtype).clamp(0, 1)
     weight = feather(dilate(weight, grow), soften)
     fade = max(1.0, rh / 32 if edge is None else float(edge))
-    weight = weight * _edge_fade(rh, rw, fade, photos)
+    weight = weight * box_mask(photos.new_tensor([[0.0, 0.0, rw, rh]]), rh, rw, fade)  # fades at the crop's edge
     # Result pixels per crop pixel: the matrices scaled to the results' size.
     matrices = alignment.matrices.to(photos.device, torch.float64).clone()
     matrices[:, :, :2] *= ch / rh
@@ -285,14 +278,6 @@ def paste_aligned(photos: torch.Tensor, results: torch.Tensor, alignment: FaceAl
         composite[p:p + 1, :, y0:y1, x0:x1] = torch.where(a > 0, blended, target)
         alpha[p:p + 1, :, y0:y1, x0:x1] = 1 - (1 - alpha[p:p + 1, :, y0:y1, x0:x1]) * (1 - a)
     return composite, alpha
-
-
-def _edge_fade(h: int, w: int, fade: float, like: torch.Tensor) -> torch.Tensor:
-    """``[1, 1, h, w]``: 1 inside, falling linearly to 0 over ``fade`` pixels at the crop's edge."""
-    def axis(count: int) -> torch.Tensor:
-        t = torch.arange(count, dtype=like.dtype, device=like.device) + 0.5
-        return (torch.minimum(t, count - t) / fade).clamp(0, 1)
-    return (axis(h)[:, None] * axis(w)[None, :])[None, None]
 
 
 def _footprint(matrix: torch.Tensor, h: int, w: int, height: int, width: int) -> Optional[tuple[int, int, int, int]]:

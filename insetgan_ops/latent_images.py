@@ -24,7 +24,7 @@ import torch
 from PIL import Image, PngImagePlugin
 
 from .checkpoints.common import check_regular_file
-from .latents import FORMAT_TAG, FORMAT_VERSION, MAX_ABS_W, GeneratorIdentity, Latent, LatentFileError
+from .latents import FORMAT_TAG, FORMAT_VERSION, GeneratorIdentity, Latent, LatentFileError, check_stored_codes
 
 __all__ = ["CHUNK", "save_png_with_latent", "latent_from_png"]
 
@@ -82,6 +82,5 @@ def latent_from_png(path: "str | os.PathLike", device: "str | torch.device" = "c
     except (ValueError, KeyError, TypeError, AttributeError, binascii.Error) as e:
         raise LatentFileError(path, f"the PNG's latent record is damaged ({e})") from e
     ws = torch.from_numpy(np.frombuffer(raw, dtype="<f4").astype(np.float32).reshape(1, num_ws, w_dim))
-    if not torch.isfinite(ws).all() or ws.abs().max() > MAX_ABS_W:
-        raise LatentFileError(path, "the PNG's latent holds NaN, infinite or absurdly large values; it is damaged")
+    check_stored_codes(path, ws)
     return Latent(ws.to(device), identity)

@@ -33,8 +33,8 @@ from .generator import NOISE_MODES, Generator, NoiseMode
 from .optimization import StepCallback, report_step
 from .safetensors_io import write_safetensors
 
-__all__ = ["GeneratorIdentity", "Latent", "LatentFileError", "LatentMismatchError", "fingerprint", "load_latent",
-           "mean", "mix", "sample", "save_latent", "synthesize", "z_from_seeds"]
+__all__ = ["GeneratorIdentity", "Latent", "LatentFileError", "LatentMismatchError", "check_stored_codes", "fingerprint",
+           "load_latent", "mean", "mix", "sample", "save_latent", "synthesize", "z_from_seeds"]
 
 FORMAT_TAG = "insetgan-latent"
 FORMAT_VERSION = "1"
@@ -262,10 +262,16 @@ def load_latent(path: "str | os.PathLike", device: "str | torch.device" = "cpu")
         raise LatentFileError(path, f"metadata entry {e.args[0]!r} is missing; the file is damaged") from e
     except (TypeError, ValueError) as e:
         raise LatentFileError(path, f"inconsistent latent: {e}") from e
-    if not torch.isfinite(latent.ws).all():
+    check_stored_codes(path, latent.ws)
+    return latent
+
+
+def check_stored_codes(path: "str | os.PathLike", ws: torch.Tensor) -> None:
+    """Raises :class:`LatentFileError` unless the W+ codes read from ``path`` are finite and within
+    ``MAX_ABS_W`` (real generators' W codes stay within about +-50)."""
+    if not torch.isfinite(ws).all():
         raise LatentFileError(path, "the latent holds NaN or infinite values")
-    largest = latent.ws.abs().max().item() if latent.ws.numel() else 0.0
+    largest = ws.abs().max().item() if ws.numel() else 0.0
     if largest > MAX_ABS_W:
         raise LatentFileError(path, f"the latent holds values up to {largest:.3g}, far outside any generator's W "
                                     f"space (|w| < {MAX_ABS_W:g}); the file is damaged")
-    return latent

@@ -19,6 +19,7 @@ function               input                                        filter
 :func:`resize`         images ``[B, C, H, W]``                      the same, the whole image as box
 :func:`resize_masks`   masks ``[H, W]``, ``[B, H, W]``, ``[B, 1, H, W]``  the same, clamped to [0, 1]
 :func:`resize_labels`  label maps ``[H, W]`` or ``[B, H, W]``       nearest (labels are not blended)
+:func:`gaussian_blur`  images ``[B, C, H, W]`` (same size out)      separable Gaussian
 =====================  ===========================================  =================================
 
 Every function returns its input unchanged when it already has the requested size.
@@ -40,7 +41,7 @@ import torch.nn.functional as F
 from .boxes import as_boxes, box_sizes
 from .checks import check_images, check_size
 
-__all__ = ["sample_boxes", "resize", "resize_masks", "resize_labels"]
+__all__ = ["sample_boxes", "resize", "resize_masks", "resize_labels", "gaussian_blur"]
 
 
 def _supersampling(extent: torch.Tensor, out: int, image: int) -> torch.Tensor:
@@ -155,3 +156,18 @@ def resize_labels(labels: torch.Tensor, size: Sequence[int]) -> torch.Tensor:
         return labels.long()
     batch = labels.reshape(-1, 1, *labels.shape[-2:]).float()
     return F.interpolate(batch, size=size, mode="nearest").long().reshape(*labels.shape[:-2], *size)
+
+
+def gaussian_blur(images: torch.Tensor, sigma: float, radius: int, padding: str = "replicate") -> torch.Tensor:
+    """A separable Gaussian of standard deviation ``sigma``, ``2 * radius + 1`` taps, edges extended
+    by ``padding`` (``"replicate"`` or ``"reflect"``, which needs ``radius`` below the image's sides).
+
+    Shape:
+        ``[B, C, H, W]`` -> ``[B, C, H, W]``.
+    """
+    taps = torch.arange(-radius, radius + 1, dtype=images.dtype, device=images.device)
+    kernel = torch.exp(-0.5 * (taps / sigma) ** 2)
+    kernel = (kernel / kernel.sum()).repeat(images.shape[1], 1, 1)
+    c = images.shape[1]
+    x = F.conv2d(F.pad(images, (radius, radius, 0, 0), mode=padding), kernel[:, :, None, :], groups=c)
+    return F.conv2d(F.pad(x, (0, 0, radius, radius), mode=padding), kernel[:, :, :, None], groups=c)

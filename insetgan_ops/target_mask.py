@@ -42,7 +42,7 @@ import torch
 import torch.nn.functional as F
 
 from .checks import as_mask_batch
-from .resampling import resize_labels, resize_masks
+from .resampling import gaussian_blur, resize_labels, resize_masks
 from .segmentation import LabelSet
 
 __all__ = ["DEFAULT_FILL_LABELS", "LabelSource", "labels_from_masks", "to_label_map", "label_owners", "compose_target",
@@ -259,12 +259,7 @@ def feather(mask: torch.Tensor, radius: int) -> torch.Tensor:
         return mask.float()
     x, shape = _as_4d(mask)
     radius = _radius(radius, x)
-    taps = torch.arange(-radius, radius + 1, dtype=torch.float32, device=x.device)
-    kernel = torch.exp(-0.5 * (taps / (radius / 2)) ** 2)
-    kernel = kernel / kernel.sum()
-    x = F.conv2d(F.pad(x, (radius, radius, 0, 0), mode="replicate"), kernel.view(1, 1, 1, -1))
-    x = F.conv2d(F.pad(x, (0, 0, radius, radius), mode="replicate"), kernel.view(1, 1, -1, 1))
-    return x.reshape(shape)
+    return gaussian_blur(x, radius / 2, radius).reshape(shape)
 
 
 def source_index(name: str, names: Sequence[str], what: str) -> int:

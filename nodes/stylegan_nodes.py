@@ -247,16 +247,16 @@ class SaveLatent:
         return {"ui": {"latents": [{"filename": filename, "subfolder": subfolder, "type": "output"}]}}
 
 
-def _latent_files(extension: str = LATENT_EXTENSION) -> list[str]:
+def _input_files(extension: str) -> list[str]:
     """Files ending in ``extension`` directly in the input folder (links resolved inside it)."""
     folder = comfy_runtime.input_directory()
     if not os.path.isdir(folder):
         return []
-    return sorted(f for f in os.listdir(folder) if f.lower().endswith(extension) and _latent_path(f))
+    return sorted(f for f in os.listdir(folder) if f.lower().endswith(extension) and _input_path(f))
 
 
-def _latent_path(name: str) -> Optional[str]:
-    """The latent file ``name`` directly in the input folder (links resolved inside it), or None."""
+def _input_path(name: str) -> Optional[str]:
+    """The file ``name`` directly in the input folder (links resolved inside it), or None."""
     folder = os.path.abspath(comfy_runtime.input_directory())
     path = os.path.abspath(os.path.join(folder, name))
     inside = os.path.dirname(path) == folder and comfy_runtime.inside(folder, path)
@@ -269,17 +269,17 @@ def _missing(name: str, what: str) -> str:
 
 def _input_file_check(name: str, what: str):
     """VALIDATE_INPUTS of a node reading a file from the input folder: True or the problem."""
-    return True if _latent_path(name) else _missing(name, what)
+    return True if _input_path(name) else _missing(name, what)
 
 
 def _input_file_version(name: str) -> float:
     """IS_CHANGED of such a node: the file's modification time (NaN, i.e. always rerun, when absent)."""
-    path = _latent_path(name)
+    path = _input_path(name)
     return float("nan") if path is None else os.stat(path).st_mtime_ns
 
 
 def _input_file(name: str, what: str) -> str:
-    path = _latent_path(name)
+    path = _input_path(name)
     if path is None:
         raise FileNotFoundError(_missing(name, what))
     return path
@@ -296,7 +296,7 @@ class LoadLatent:
     @classmethod
     def INPUT_TYPES(cls):
         return {"required": {
-            "latent_file": (_latent_files(), {"tooltip": "A .safetensors latent in ComfyUI's input folder."}),
+            "latent_file": (_input_files(LATENT_EXTENSION), {"tooltip": "A .safetensors latent in ComfyUI's input folder."}),
         }}
 
     @classmethod
@@ -360,7 +360,7 @@ class LoadLatentFromImage:
     @classmethod
     def INPUT_TYPES(cls):
         return {"required": {
-            "image": (_latent_files(".png"), {"tooltip": "A PNG saved by Save Image with Latent, in the input "
+            "image": (_input_files(".png"), {"tooltip": "A PNG saved by Save Image with Latent, in the input "
                                                          "folder."}),
         }}
 

@@ -52,7 +52,7 @@ def _with_record(path, record) -> None:
 @pytest.mark.parametrize("damage, match", [
     (lambda r: {**r, "ws": r["ws"][:-8]}, "bytes of codes"),
     (lambda r: {**r, "ws": base64.b64encode(np.full(r["num_ws"] * r["w_dim"], np.nan, "<f4").tobytes()).decode()},
-     "NaN, infinite"),
+     "NaN or infinite"),
     (lambda r: {**r, "num_ws": 10**9}, "W\\+ shape"),
     (lambda r: {**r, "format": "other"}, "format 'other'"),
     (lambda r: {k: v for k, v in r.items() if k != "generator_fingerprint"}, "damaged"),
