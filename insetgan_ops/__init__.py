@@ -1,7 +1,8 @@
-"""insetgan_ops: compose images from several pretrained StyleGAN2 generators (InsetGAN, Barbershop).
+"""insetgan_ops: compose images from several pretrained StyleGAN2 generators (InsetGAN, Barbershop);
+StyleGAN3 generators load, sample, edit and take part in InsetGAN too.
 
 Pure PyTorch; importable without ComfyUI. The main entry points are re-exported here; the modules
-(``generator``, ``checkpoints``, ``latents``, ``detection``, ``boxes``, ``crop_paste``, ``losses``,
+(``generator``, ``stylegan3``, ``checkpoints``, ``latents``, ``detection``, ``boxes``, ``crop_paste``, ``losses``,
 ``joint_optimizer``, ``projection``, ``segmentation``, ``target_mask``, ``fs_compositor``, ...) hold
 the rest.
 """
@@ -17,6 +18,7 @@ from .lpips_loader import load_lpips
 from .projection import ProjectionSettings, project
 from .face_parsers import load_face_parser
 from .segmentation import BARBERSHOP_16, CELEBAMASK_19, LabelSet
+from .stylegan3 import StyleGAN3Config, StyleGAN3Generator
 from .target_mask import compose_target, labels_from_masks
 
 __all__ = [
@@ -25,5 +27,5 @@ __all__ = [
     "GeneratorConfig", "InsetSpec", "JointResult", "LabelSet", "Latent",
     "ProjectionSettings", "RandomInit", "compose_target", "composite", "embed", "labels_from_masks", "load_face_parser",
     "load_generator", "load_latent", "load_lpips", "optimize", "paste_back", "project", "read_checkpoint",
-    "save_generator", "save_latent", "standard_losses",
+    "save_generator", "save_latent", "standard_losses", "StyleGAN3Config", "StyleGAN3Generator",
 ]

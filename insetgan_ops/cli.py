@@ -25,6 +25,7 @@ from typing import Callable, Optional, Sequence
 from .checkpoints import CheckpointError, read_checkpoint, save_generator
 from .checkpoints.common import Checkpoint
 from .checkpoints.shapes import build_generator
+from .stylegan3 import StyleGAN3Config, layer_specs
 
 
 @dataclasses.dataclass(frozen=True)
@@ -50,8 +51,7 @@ def describe(ckpt: Checkpoint) -> list[tuple[str, str]]:
     """(label, value) rows that summarise a checkpoint's generator, as ``info`` prints them."""
     cfg = ckpt.config
     gcd = math.gcd(cfg.img_width, cfg.img_height)
-    fp16 = [r for r in cfg.block_resolutions if r >= cfg.fp16_resolution]
-    return [
+    rows = [
         ("format", ckpt.format),
         ("resolution", f"{cfg.img_height}x{cfg.img_width} (height x width)"),
         ("aspect", f"{cfg.img_width // gcd}:{cfg.img_height // gcd} (width:height)"),
@@ -60,15 +60,27 @@ def describe(ckpt: Checkpoint) -> list[tuple[str, str]]:
         ("z_dim", str(cfg.z_dim)),
         ("c_dim", f"{cfg.c_dim}{' (class-conditional)' if cfg.c_dim else ''}"),
         ("mapping layers", str(cfg.mapping_layers)),
-        ("channels", " ".join(f"{r}:{c}" for r, c in sorted(cfg.channels.items()))),
-        ("fp16 blocks", ", ".join(map(str, fp16)) if fp16 else "none"),
-        ("conv_clamp", "none" if cfg.conv_clamp is None else f"{cfg.conv_clamp:g}"),
     ]
+    if isinstance(cfg, StyleGAN3Config):
+        _, layers = layer_specs(cfg)
+        rows += [
+            ("architecture", f"StyleGAN3-{cfg.kind} ({'1x1' if cfg.conv_kernel == 1 else '3x3'} convolutions"
+                             f"{', radial filters' if cfg.use_radial_filters else ''})"),
+            ("layers", " ".join(spec.name for spec in layers)),
+            ("fp16 layers", ", ".join(spec.name for spec in layers if spec.use_fp16) or "none"),
+        ]
+    else:
+        fp16 = [r for r in cfg.block_resolutions if r >= cfg.fp16_resolution]
+        rows += [
+            ("channels", " ".join(f"{r}:{c}" for r, c in sorted(cfg.channels.items()))),
+            ("fp16 blocks", ", ".join(map(str, fp16)) if fp16 else "none"),
+        ]
+    return rows + [("conv_clamp", "none" if cfg.conv_clamp is None else f"{cfg.conv_clamp:g}")]
 
 
 def _info_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("file", help="a generator file: NVIDIA .pkl (PyTorch or TF era), rosinality .pt, "
-                                     ".safetensors")
+    parser.add_argument("file", help="a generator file: NVIDIA .pkl (PyTorch or TF era, StyleGAN2 or "
+                                     "StyleGAN3), rosinality .pt, .safetensors")
 
 
 def _info(args: argparse.Namespace) -> int:

@@ -196,6 +196,13 @@ def upsample2d(img: torch.Tensor) -> torch.Tensor:
     return F.conv_transpose2d(img, _fir_kernel_2d(c, 4.0, img.device, img.dtype), stride=2, padding=1, groups=c)
 
 
+def check_half_precision(device: torch.device, half: bool) -> None:
+    """Raises ValueError for ``half=True`` on the CPU, where PyTorch's float16 convolutions are far slower."""
+    if half and device.type == "cpu":
+        raise ValueError("half=True is for GPUs: PyTorch computes float16 convolutions on the CPU tens of "
+                         "times slower than float32 (about 70x for a 256x256 generator); use half=False on the CPU")
+
+
 class FullyConnected(nn.Module):
     """Dense layer with equalised learning rate: weight gain ``lr_multiplier / sqrt(in)``.
 
@@ -220,25 +227,32 @@ class FullyConnected(nn.Module):
 
 
 class MappingNetwork(nn.Module):
-    """z [B, z_dim] (and c [B, c_dim]) -> ws [B, num_ws, w_dim]."""
+    """z [B, z_dim] (and c [B, c_dim]) -> ws [B, num_ws, w_dim].
 
-    def __init__(self, cfg: GeneratorConfig):
+    ``num_layers`` lrelu layers of ``layer_features`` (default ``w_dim``) with learning-rate
+    multiplier ``lr_multiplier``; class labels are embedded to ``embed_features`` (default ``w_dim``).
+    StyleGAN2 and StyleGAN3 share it (StyleGAN3's has two layers and no separate widths).
+    """
+
+    def __init__(self, z_dim: int, c_dim: int, w_dim: int, num_ws: int, num_layers: int, *,
+                 lr_multiplier: float = 0.01, embed_features: Optional[int] = None,
+                 layer_features: Optional[int] = None):
         super().__init__()
-        self.z_dim, self.c_dim, self.w_dim, self.num_ws = cfg.z_dim, cfg.c_dim, cfg.w_dim, cfg.num_ws
-        self.num_layers = cfg.mapping_layers
-        embed_features = cfg.embed_features if cfg.embed_features is not None else cfg.w_dim
-        layer_features = cfg.layer_features if cfg.layer_features is not None else cfg.w_dim
-        if cfg.c_dim == 0:
+        self.z_dim, self.c_dim, self.w_dim, self.num_ws = z_dim, c_dim, w_dim, num_ws
+        self.num_layers = num_layers
+        embed_features = w_dim if embed_features is None else embed_features
+        layer_features = w_dim if layer_features is None else layer_features
+        if c_dim == 0:
             embed_features = 0
-        if cfg.z_dim == 0 and cfg.c_dim == 0:
+        if z_dim == 0 and c_dim == 0:
             raise ValueError("a generator needs z_dim > 0 or c_dim > 0")
-        if cfg.c_dim > 0:
-            self.embed = FullyConnected(cfg.c_dim, embed_features)
-        features = [cfg.z_dim + embed_features] + [layer_features] * (cfg.mapping_layers - 1) + [cfg.w_dim]
-        for i in range(cfg.mapping_layers):
+        if c_dim > 0:
+            self.embed = FullyConnected(c_dim, embed_features)
+        features = [z_dim + embed_features] + [layer_features] * (num_layers - 1) + [w_dim]
+        for i in range(num_layers):
             self.add_module(f"fc{i}", FullyConnected(features[i], features[i + 1], lrelu=True,
-                                                     lr_multiplier=cfg.mapping_lr_multiplier))
-        self.register_buffer("w_avg", torch.zeros([cfg.w_dim]))
+                                                     lr_multiplier=lr_multiplier))
+        self.register_buffer("w_avg", torch.zeros([w_dim]))
 
     def forward(self, z: Optional[torch.Tensor], c: Optional[torch.Tensor] = None, truncation_psi: float = 1.0,
                 truncation_cutoff: Optional[int] = None) -> torch.Tensor:
@@ -428,9 +442,7 @@ class SynthesisNetwork(nn.Module):
         if ws.ndim != 3 or ws.shape[1] != count or ws.shape[2] != self.w_dim:
             raise ValueError(f"expected ws of shape [B, {count}, {self.w_dim}] (codes {start}..{start + count - 1} "
                              f"of this generator's {self.num_ws}), got {list(ws.shape)}")
-        if half and ws.device.type == "cpu":
-            raise ValueError("half=True is for GPUs: PyTorch computes float16 convolutions on the CPU tens of "
-                             "times slower than float32 (about 70x for a 256x256 generator); use half=False on the CPU")
+        check_half_precision(ws.device, half)
 
     def _run(self, x, img, ws, resolutions, noise_mode, half, with_rgb_after):
         """Runs blocks ``resolutions`` from state (x, img); ws starts at the first block's first conv."""
@@ -500,19 +512,31 @@ class Generator(nn.Module):
     ``img_height``/``img_width`` for non-square models and ``config`` (a :class:`GeneratorConfig`).
     """
 
+    family = "StyleGAN2"
+
     def __init__(self, config: GeneratorConfig):
         super().__init__()
         self.config = config
         self.z_dim, self.c_dim, self.w_dim = config.z_dim, config.c_dim, config.w_dim
         self.num_ws, self.img_resolution, self.img_channels = config.num_ws, config.img_resolution, config.img_channels
         self.img_height, self.img_width = config.img_height, config.img_width
-        self.mapping = MappingNetwork(config)
+        self.mapping = MappingNetwork(config.z_dim, config.c_dim, config.w_dim, config.num_ws, config.mapping_layers,
+                                      lr_multiplier=config.mapping_lr_multiplier,
+                                      embed_features=config.embed_features, layer_features=config.layer_features)
         self.synthesis = SynthesisNetwork(config)
 
     @property
     def w_avg(self) -> torch.Tensor:
         """The tracked mean latent, [w_dim]."""
         return self.mapping.w_avg
+
+    @property
+    def fingerprint_keys(self) -> tuple[str, ...]:
+        """The tensors that, with the config, tell generators apart: the tracked mean latent (it
+        moves throughout training and fine-tuning), the learned constant, the first mapping layer
+        and the last ToRGB."""
+        return ("mapping.w_avg", "synthesis.b4.const", "mapping.fc0.weight",
+                f"synthesis.b{self.img_resolution}.torgb.weight")
 
     def forward(self, z: torch.Tensor, c: Optional[torch.Tensor] = None, truncation_psi: float = 1.0,
                 truncation_cutoff: Optional[int] = None, noise_mode: NoiseMode = "const") -> torch.Tensor:

@@ -41,9 +41,6 @@ FORMAT_VERSION = "1"
 MAX_SEED = 2**32 - 1  # the range np.random.RandomState accepts
 MAX_ABS_W = 1e4  # W codes of real generators stay within about +-50, even after projection
 
-# Parameters whose values, with the architecture, tell generators apart: the tracked mean latent
-# (moves throughout training and fine-tuning), the learned constant, the first mapping layer.
-_FINGERPRINT_TENSORS = ("mapping.w_avg", "synthesis.b4.const", "mapping.fc0.weight")
 
 
 class LatentMismatchError(ValueError):
@@ -61,7 +58,7 @@ def fingerprint(G: Generator) -> str:
     """
     h = hashlib.sha256(G.config.to_json().encode())
     state = G.state_dict()
-    for key in (*_FINGERPRINT_TENSORS, f"synthesis.b{G.img_resolution}.torgb.weight"):
+    for key in G.fingerprint_keys:
         tensor = state[key].detach().to("cpu", torch.float32).contiguous()
         h.update(f"{key}{list(tensor.shape)}".encode())
         h.update(tensor.numpy().tobytes())
@@ -81,7 +78,7 @@ class GeneratorIdentity:
     @classmethod
     def of(cls, G: Generator, name: Optional[str] = None) -> "GeneratorIdentity":
         """The identity of ``G``; ``name`` defaults to a description of its output size."""
-        return cls(name or f"StyleGAN2 {G.img_height}x{G.img_width}", fingerprint(G), G.num_ws, G.w_dim)
+        return cls(name or f"{G.family} {G.img_height}x{G.img_width}", fingerprint(G), G.num_ws, G.w_dim)
 
     def __str__(self) -> str:
         return f"'{self.name}' ({self.num_ws} x {self.w_dim} W+, fingerprint {self.fingerprint[:12]})"

@@ -6,6 +6,8 @@
   module_src, class_name, state}`` and ``state`` = the module ``__dict__`` (torch's own
   ``_parameters`` / ``_buffers`` / ``_modules`` bookkeeping, NVIDIA's configuration attributes,
   ``_init_kwargs`` as a plain dict), tensors pickled by torch itself;
+* :func:`write_stylegan3_pickle`: the same for a StyleGAN3 generator, in stylegan3's classes and
+  attributes (StyleGAN-Human's ``square`` where it applies);
 * :func:`write_tf_pickle`: a TensorFlow-era pickle, ``(G, D, Gs)`` of ``dnnlib.tflib.network.Network``
   objects whose state holds the variables in TF layout as TF's session returns them (numpy arrays,
   numpy scalars for 0-d variables), pickled at protocol 4 with numpy 1.x's global names;
@@ -31,6 +33,9 @@ import torch
 
 from insetgan_ops.generator import (FullyConnected, Generator, MappingNetwork, SynthesisBlock, SynthesisLayer,
                                     SynthesisNetwork, ToRGBLayer)
+from insetgan_ops.stylegan3 import StyleGAN3Config, StyleGAN3Generator, SynthesisInput
+from insetgan_ops.stylegan3 import SynthesisLayer as StyleGAN3Layer
+from insetgan_ops.stylegan3 import SynthesisNetwork as StyleGAN3Synthesis
 
 PERSISTENCE_VERSION = 6
 MODULE_SRC = "# the networks' source code would be here\n"
@@ -200,22 +205,89 @@ def write_nvidia_pickle(G: Generator, path, **snapshot_kwargs) -> None:
     write_pickle(nvidia_snapshot(G, **snapshot_kwargs), path)
 
 
-def write_stylegan3_pickle(path) -> None:
-    """A StyleGAN3 (alias-free) generator pickle: an input layer with Fourier features, layers named L*_*_*."""
-    def record(class_name: str, params: dict, buffers: dict = None, modules: dict = None) -> PersistentRecord:
-        state = dict(torch.nn.Module().__dict__)
-        state.update(_parameters=collections.OrderedDict(params), _buffers=collections.OrderedDict(buffers or {}),
-                     _modules=collections.OrderedDict(modules or {}), _init_args=(), _init_kwargs=EasyDict())
-        return PersistentRecord(class_name, state)
+def _stylegan3_attributes(module: torch.nn.Module, cfg: StyleGAN3Config) -> tuple[str, dict]:
+    """NVIDIA's StyleGAN3 class name and attributes for one of our StyleGAN3 modules (StyleGAN-Human's
+    classes add ``square``): numpy scalars and arrays where NVIDIA's code keeps numpy values."""
+    square = {} if cfg.square else {"square": False}
+    if isinstance(module, StyleGAN3Generator):
+        return "Generator", dict(z_dim=cfg.z_dim, c_dim=cfg.c_dim, w_dim=cfg.w_dim, img_resolution=cfg.img_resolution,
+                                 img_channels=cfg.img_channels, num_ws=cfg.num_ws, **square)
+    if isinstance(module, MappingNetwork):
+        return "MappingNetwork", dict(z_dim=cfg.z_dim, c_dim=cfg.c_dim, w_dim=cfg.w_dim, num_ws=cfg.num_ws,
+                                      num_layers=cfg.mapping_layers, w_avg_beta=cfg.w_avg_beta,
+                                      **({} if cfg.c_dim else {"embed": None}))
+    if isinstance(module, FullyConnected):
+        return "FullyConnectedLayer", dict(in_features=module.weight.shape[1], out_features=module.weight.shape[0],
+                                           activation="lrelu" if module.lrelu else "linear",
+                                           weight_gain=np.float64(module.weight_gain), bias_gain=module.bias_gain)
+    if isinstance(module, StyleGAN3Synthesis):
+        return "SynthesisNetwork", dict(w_dim=cfg.w_dim, num_ws=cfg.num_ws, img_resolution=cfg.img_resolution,
+                                        img_channels=cfg.img_channels, num_layers=cfg.num_layers,
+                                        num_critical=cfg.num_critical, margin_size=cfg.margin_size,
+                                        output_scale=cfg.output_scale, num_fp16_res=cfg.num_fp16_res,
+                                        layer_names=list(module.layer_names), **square)
+    if isinstance(module, SynthesisInput):
+        return "SynthesisInput", dict(w_dim=cfg.w_dim, channels=module.channels, size=np.array(module.size),
+                                      sampling_rate=np.float64(module.sampling_rate),
+                                      bandwidth=np.float64(module.bandwidth), **square)
+    if isinstance(module, StyleGAN3Layer):
+        spec = module.spec
+        return "SynthesisLayer", dict(
+            w_dim=cfg.w_dim, is_torgb=spec.is_torgb, is_critically_sampled=spec.is_critically_sampled,
+            use_fp16=np.bool_(spec.use_fp16), in_channels=spec.in_channels, out_channels=spec.out_channels,
+            in_size=np.array(spec.in_size), out_size=np.array(spec.out_size), in_sampling_rate=spec.in_sampling_rate,
+            out_sampling_rate=spec.out_sampling_rate, tmp_sampling_rate=spec.tmp_sampling_rate,
+            in_cutoff=np.float64(spec.in_cutoff), out_cutoff=np.float64(spec.out_cutoff),
+            in_half_width=np.float64(spec.in_half_width), out_half_width=np.float64(spec.out_half_width),
+            conv_kernel=spec.conv_kernel, conv_clamp=module.conv_clamp, magnitude_ema_beta=module.magnitude_ema_beta,
+            up_factor=spec.up_factor, up_taps=spec.up_taps, down_factor=spec.down_factor, down_taps=spec.down_taps,
+            down_radial=spec.down_radial, padding=list(spec.padding), **square)
+    raise TypeError(f"no NVIDIA StyleGAN3 counterpart for {type(module).__name__}")
 
-    fc = record("FullyConnectedLayer", dict(weight=torch.randn(8, 8), bias=torch.zeros(8)))
-    synthesis = record("SynthesisNetwork", {}, modules=dict(
-        input=record("SynthesisInput", dict(weight=torch.randn(8, 4)),
-                     dict(transform=torch.eye(3), freqs=torch.randn(8, 2), phases=torch.randn(8))),
-        L0_36_512=record("SynthesisLayer", dict(weight=torch.randn(8, 8, 3, 3), bias=torch.zeros(8)))))
-    mapping = record("MappingNetwork", {}, dict(w_avg=torch.zeros(8)), dict(fc0=fc))
-    G = record("Generator", {}, modules=dict(synthesis=synthesis, mapping=mapping))
-    write_pickle(dict(training_set_kwargs=None, G=G, D=_discriminator_record(), G_ema=G, augment_pipe=None), path)
+
+def stylegan3_init_kwargs(cfg: StyleGAN3Config) -> dict:
+    """The ``_init_kwargs`` stylegan3's train.py gives a StyleGAN3 ``Generator`` (config R: the
+    1x1 kernel and radial filters named), flat, with its nested mapping kwargs an EasyDict."""
+    kwargs = dict(z_dim=cfg.z_dim, w_dim=cfg.w_dim,
+                  mapping_kwargs=EasyDict(num_layers=cfg.mapping_layers, lr_multiplier=cfg.mapping_lr_multiplier,
+                                          w_avg_beta=cfg.w_avg_beta),
+                  channel_base=cfg.channel_base, channel_max=cfg.channel_max,
+                  magnitude_ema_beta=cfg.magnitude_ema_beta, num_fp16_res=cfg.num_fp16_res,
+                  conv_clamp=cfg.conv_clamp, num_layers=cfg.num_layers, num_critical=cfg.num_critical,
+                  margin_size=cfg.margin_size, c_dim=cfg.c_dim, img_resolution=cfg.img_resolution,
+                  img_channels=cfg.img_channels)
+    if cfg.kind == "R":
+        kwargs.update(conv_kernel=1, use_radial_filters=True)
+    if not cfg.square:
+        kwargs["square"] = False
+    return kwargs
+
+
+def stylegan3_record(module: torch.nn.Module, cfg: StyleGAN3Config, module_src: str = MODULE_SRC) -> PersistentRecord:
+    """Our StyleGAN3 module tree as NVIDIA's persistent networks; identity filters are None buffers."""
+    class_name, attributes = _stylegan3_attributes(module, cfg)
+    state = dict(torch.nn.Module().__dict__)
+    state["training"] = False
+    state["_parameters"] = collections.OrderedDict(
+        (name, torch.nn.Parameter(p.detach().clone(), requires_grad=False)) for name, p in module._parameters.items())
+    state["_buffers"] = collections.OrderedDict(
+        (name, None if b is None else b.detach().clone()) for name, b in module._buffers.items())
+    state["_modules"] = collections.OrderedDict((name, stylegan3_record(child, cfg, module_src))
+                                                for name, child in module.named_children())
+    state.update(attributes)
+    state["_init_args"] = ()
+    state["_init_kwargs"] = stylegan3_init_kwargs(cfg) if isinstance(module, StyleGAN3Generator) else {}
+    return PersistentRecord(class_name, state, module_src)
+
+
+def write_stylegan3_pickle(G: StyleGAN3Generator, path, module_src: str = MODULE_SRC) -> None:
+    """A StyleGAN3 training snapshot as stylegan3's training loop pickles it: ``dict(G, D, G_ema,
+    augment_pipe, training_set_kwargs)``."""
+    record = stylegan3_record(G, G.config, module_src)
+    write_pickle(dict(G=record, D=_discriminator_record(), G_ema=record, augment_pipe=None,
+                      training_set_kwargs=dict(class_name="training.dataset.ImageFolderDataset", path="dataset.zip",
+                                               use_labels=G.c_dim > 0, max_size=None, xflip=False,
+                                               resolution=G.img_resolution)), path)
 
 
 # ----------------------------------------------------------------------------------------------- TF-era pickle

@@ -61,10 +61,11 @@ from insetgan_ops.latents import GeneratorIdentity, Latent, save_latent
 from insetgan_ops.lpips_loader import backbone_filename, load_lpips
 from insetgan_ops.projection import ProjectionSettings, project
 from insetgan_ops.segmentation import CELEBAMASK_19
+from insetgan_ops.stylegan3 import StyleGAN3Config, StyleGAN3Generator
 from insetgan_ops.target_mask import dilate, feather
 from tests.checkpoint_writers import (_NVIDIA_GLOBALS, PersistentRecord, TFNetwork, _registered_as, nvidia_snapshot,
-                                      rosinality_state_dict, tf_networks, write_pickle, write_rosinality_pt,
-                                      write_tf_pickle)
+                                      rosinality_state_dict, stylegan3_record, tf_networks, write_pickle,
+                                      write_rosinality_pt, write_tf_pickle)
 from tests.tiny_generator import tiny_generator
 
 # ============================================================================================= the harness
@@ -663,6 +664,60 @@ def write_unet_channels_face_parser(folder: Path, sentinel: Path) -> Path:
     path = folder / "face_parser.safetensors"
     save_face_parser(tiny_unet(), path)
     return _rewrite_safetensors(path, config=json.dumps({"input_size": 16, "channels": [10**6, 10**6]}))
+
+
+# ------------------------------------------------------------------------------------------ StyleGAN3 pickles
+
+@functools.lru_cache(maxsize=None)
+def _stylegan3_generator() -> StyleGAN3Generator:
+    """A tiny StyleGAN3-R generator (16x16, 6 layers); never modified."""
+    torch.manual_seed(0)
+    return StyleGAN3Generator(StyleGAN3Config(z_dim=8, w_dim=8, img_resolution=16, num_layers=6, margin_size=4,
+                                              channel_base=256, channel_max=16, conv_kernel=1,
+                                              use_radial_filters=True)).eval()
+
+
+def _stylegan3_pickle(folder: Path, edit: Callable[[PersistentRecord], None]) -> Path:
+    """A StyleGAN3 snapshot of the tiny generator, its G_ema record changed by ``edit``."""
+    G = _stylegan3_generator()
+    record = stylegan3_record(G, G.config)
+    edit(record)
+    path = folder / "stylegan3-r-network-snapshot.pkl"
+    write_pickle(dict(G=record, G_ema=record, D=None, augment_pipe=None, training_set_kwargs={}), path)
+    return path
+
+
+def write_stylegan3_channel_base_pkl(folder: Path, sentinel: Path) -> Path:
+    """A StyleGAN3 snapshot whose init_kwargs say channel_base 2^40 (10^12-channel layers)."""
+    return _stylegan3_pickle(folder, lambda G: _module_state(G, "")["_init_kwargs"].update(channel_base=2 ** 40))
+
+
+def write_stylegan3_num_layers_pkl(folder: Path, sentinel: Path) -> Path:
+    """A StyleGAN3 snapshot whose synthesis says it has 10^7 layers."""
+    return _stylegan3_pickle(folder, lambda G: _module_state(G, "synthesis").update(num_layers=10 ** 7))
+
+
+def write_stylegan3_margin_pkl(folder: Path, sentinel: Path) -> Path:
+    """A StyleGAN3 snapshot whose synthesis says margin_size 10^9 (feature maps of 10^18 pixels)."""
+    return _stylegan3_pickle(folder, lambda G: _module_state(G, "synthesis").update(margin_size=10 ** 9))
+
+
+def write_stylegan3_filter_size_pkl(folder: Path, sentinel: Path) -> Path:
+    """A StyleGAN3 snapshot whose init_kwargs say filter_size 10^8 (filters of 10^8 taps)."""
+    return _stylegan3_pickle(folder, lambda G: _module_state(G, "")["_init_kwargs"].update(filter_size=10 ** 8))
+
+
+def write_stylegan3_nan_magnitude_pkl(folder: Path, sentinel: Path) -> Path:
+    """A StyleGAN3 snapshot whose first layer's magnitude_ema is NaN (every image would be NaN)."""
+    def edit(G: PersistentRecord) -> None:
+        first = _module_state(G, "synthesis")["layer_names"][0]
+        _module_state(G, f"synthesis.{first}")["_buffers"]["magnitude_ema"] = torch.tensor(float("nan"))
+    return _stylegan3_pickle(folder, edit)
+
+
+def write_stylegan3_os_system_pkl(folder: Path, sentinel: Path) -> Path:
+    """A StyleGAN3 snapshot with an ``os.system`` payload as an attribute of the Fourier input."""
+    return _stylegan3_pickle(folder, lambda G: _module_state(G, "synthesis.input").update(payload=Payload(sentinel)))
 
 
 # ================================================================================== 3. hangs

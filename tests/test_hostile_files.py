@@ -115,6 +115,13 @@ FILE_CASES = [
     case("memory-pkl-storage-bytes-rebuilt-1000x", "generator", hf.write_repeated_storage_bytes_pkl),
     case("weak-torch-zip-encrypted-data-pkl", "generator", hf.write_encrypted_data_pkl_torch_zip),
     case("weak-legacy-pt-int-storage-keys", "face_parser", hf.write_int_storage_key_legacy_pt),
+    # StyleGAN3 (alias-free) pickles: configurations that would build absurd layers, and payloads
+    case("memory-stylegan3-pkl-channel-base-2e40", "generator", hf.write_stylegan3_channel_base_pkl),
+    case("memory-stylegan3-pkl-num-layers-1e7", "generator", hf.write_stylegan3_num_layers_pkl),
+    case("memory-stylegan3-pkl-margin-1e9", "generator", hf.write_stylegan3_margin_pkl),
+    case("memory-stylegan3-pkl-filter-size-1e8", "generator", hf.write_stylegan3_filter_size_pkl),
+    case("garbage-stylegan3-pkl-nan-magnitude-ema", "generator", hf.write_stylegan3_nan_magnitude_pkl),
+    case("weak-stylegan3-pkl-os-system", "generator", hf.write_stylegan3_os_system_pkl),
 ]
 
 
@@ -174,10 +181,16 @@ def good_lpips_backbone(folder):
     return path
 
 
-@pytest.mark.parametrize("loader, writer", [("generator", good_generator), ("latent", hf.latent_file),
+def good_stylegan3(folder):
+    """The StyleGAN3 snapshot the StyleGAN3 cases start from, unchanged."""
+    return hf._stylegan3_pickle(folder, lambda G: None)
+
+
+@pytest.mark.parametrize("loader, writer", [("generator", good_generator), ("generator", good_stylegan3),
+                                            ("latent", hf.latent_file),
                                             ("face_parser", good_bisenet), ("face_parser", good_unet_face_parser),
                                             ("lpips", good_lpips_backbone)],
-                         ids=["nvidia-pkl", "latent", "bisenet", "unet-face-parser", "lpips-alexnet"])
+                         ids=["nvidia-pkl", "stylegan3-pkl", "latent", "bisenet", "unet-face-parser", "lpips-alexnet"])
 def test_good_files_load_in_the_harness(tmp_path, loader, writer):
     """The base material of the cases loads within the children's limits: the refusals are real."""
     outcome = hf.run_isolated(LOADERS[loader], str(writer(tmp_path)))

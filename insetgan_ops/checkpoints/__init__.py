@@ -1,10 +1,11 @@
-"""Loading and saving StyleGAN2 generators from every public checkpoint format.
+"""Loading and saving StyleGAN2 and StyleGAN3 generators from every public checkpoint format.
 
 =================================  =======================================================
 format                             how it is read
 =================================  =======================================================
 NVIDIA PyTorch ``.pkl``            restricted unpickler (:mod:`.nvidia_pickle`): nothing in
-(ada, stylegan3, StyleGAN-Human)   the file is executed; unknown globals fail closed
+(ada, stylegan3, StyleGAN-Human)   the file is executed; unknown globals fail closed; StyleGAN3
+                                   configured by :mod:`.stylegan3`
 NVIDIA TF-era ``.pkl``             same unpickler, variables converted (:mod:`.tf_pickle`)
 rosinality ``.pt``                 the pack's ``torch.save`` reader (:mod:`.torch_file`),
                                    names converted (:mod:`.rosinality`)
@@ -26,6 +27,7 @@ import os
 import torch
 
 from ..generator import Generator
+from ..stylegan3 import StyleGAN3Generator
 from .common import Checkpoint, CheckpointError, check_regular_file
 from .safetensors_format import save_checkpoint
 from .shapes import build_generator
@@ -67,8 +69,11 @@ def read_checkpoint(path: "str | os.PathLike") -> Checkpoint:
     return read(path)
 
 
-def load_generator(path: "str | os.PathLike", device: "str | torch.device" = "cpu") -> Generator:
-    """Loads a StyleGAN2 generator (the EMA weights where a file holds several) in eval mode.
+def load_generator(path: "str | os.PathLike",
+                   device: "str | torch.device" = "cpu") -> "Generator | StyleGAN3Generator":
+    """Loads a StyleGAN2 or StyleGAN3 generator (the EMA weights where a file holds several) in eval
+    mode: a :class:`~insetgan_ops.generator.Generator` or a
+    :class:`~insetgan_ops.stylegan3.StyleGAN3Generator`.
 
     The weights are made outside ``torch.inference_mode()`` even when it is on (as in ComfyUI's
     nodes), so that optimisers can backpropagate through the generator.
@@ -82,6 +87,6 @@ def load_generator(path: "str | os.PathLike", device: "str | torch.device" = "cp
         return build_generator(path, ckpt.config, ckpt.state_dict, device)
 
 
-def save_generator(G: Generator, path: "str | os.PathLike") -> None:
+def save_generator(G: "Generator | StyleGAN3Generator", path: "str | os.PathLike") -> None:
     """Writes ``G`` in the pack's ``.safetensors`` format (NVIDIA names + config metadata)."""
     save_checkpoint(G.config, G.state_dict(), path)

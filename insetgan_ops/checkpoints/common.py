@@ -13,6 +13,7 @@ from typing import Iterator, Mapping, Optional
 import torch
 
 from ..generator import GeneratorConfig
+from ..stylegan3 import StyleGAN3Config
 
 
 class CheckpointError(ValueError):
@@ -26,14 +27,15 @@ class CheckpointError(ValueError):
 
 @dataclasses.dataclass
 class Checkpoint:
-    """A generator's architecture and weights, in this pack's (= NVIDIA's) parameter names.
+    """A generator's architecture (StyleGAN2 or StyleGAN3) and weights, in this pack's (= NVIDIA's)
+    parameter names.
 
     ``state_dict`` holds float tensors keyed like ``mapping.fc0.weight`` or
     ``synthesis.b8.conv0.noise_const``; ``format`` names the file format it came from.
     """
 
     format: str
-    config: GeneratorConfig
+    config: "GeneratorConfig | StyleGAN3Config"
     state_dict: dict[str, torch.Tensor]
     source: Optional[str] = None
 

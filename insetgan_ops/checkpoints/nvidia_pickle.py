@@ -32,7 +32,8 @@ from .numpy_arrays import numpy_globals
 from .tensors import STORAGE_TYPES, TENSOR_GLOBALS, Storage
 from .torch_file import read_legacy
 from .unpickling import unpickle as _unpickle
-from .shapes import config_from_state_dict, hints_from_nvidia_kwargs, number
+from .shapes import config_from_state_dict, hints_from_nvidia_kwargs, is_stylegan3, number
+from .stylegan3 import config_from_state_dict as stylegan3_config
 from .tf_pickle import TFNetwork, checkpoint_from_tf_networks
 
 
@@ -53,6 +54,18 @@ class PersistentModule:
     def child(self, name: str) -> "PersistentModule | None":
         child = (self.state.get("_modules") or {}).get(name)
         return child if isinstance(child, PersistentModule) else None
+
+    def module_states(self) -> dict[str, dict]:
+        """Each module's stored state keyed by its path (``""`` for this one, ``"synthesis.input"``
+        ...), for a tree :meth:`state_dict` has checked."""
+        states, pending = {}, [("", self)]
+        while pending:
+            prefix, module = pending.pop()
+            states[prefix] = module.state
+            pending += [(f"{prefix}.{name}".lstrip("."), child)
+                        for name, child in (module.state.get("_modules") or {}).items()
+                        if isinstance(child, PersistentModule)]
+        return states
 
     def state_dict(self) -> dict[str, torch.Tensor]:
         """Parameters and persistent buffers of this module and its children, keyed like ``nn.Module``.
@@ -169,11 +182,17 @@ def _hints_from_modules(G: PersistentModule) -> dict[str, Any]:
 
 
 def checkpoint_from_persistent(path: "str | os.PathLike", G: PersistentModule, format_name: str) -> Checkpoint:
-    """Configuration and weights of a PyTorch-era generator (ada, stylegan3's StyleGAN2, StyleGAN-Human)."""
+    """Configuration and weights of a PyTorch-era generator (ada, stylegan3's StyleGAN2 and
+    StyleGAN3, StyleGAN-Human v2 and v3)."""
     state_dict = G.state_dict()
     bad = [k for k, v in state_dict.items() if not isinstance(v, torch.Tensor)]
     if bad:
         raise CheckpointError(path, f"entries that are not tensors: {bad[:5]}")
+    if is_stylegan3(state_dict):
+        init_kwargs = G.state.get("_init_kwargs")
+        config = stylegan3_config(path, state_dict, init_kwargs if isinstance(init_kwargs, dict) else {},
+                                  G.module_states())
+        return Checkpoint(f"{format_name}, StyleGAN3-{config.kind}", config, state_dict, os.fspath(path))
     config = config_from_state_dict(path, state_dict, _hints_from_modules(G))
     return Checkpoint(format_name, config, state_dict, os.fspath(path))
 
@@ -200,6 +219,6 @@ def _checkpoint_from_unpickled(path: "str | os.PathLike", data: Any) -> Checkpoi
             if isinstance(data.get(key), PersistentModule):
                 return checkpoint_from_persistent(path, data[key], f"NVIDIA PyTorch pickle ({key})")
         raise CheckpointError(path, f"the pickle holds a dict with keys {sorted(map(str, data))[:8]} but no "
-                                    "generator ('G_ema' or 'G'); expected a StyleGAN2 network pickle")
+                                    "generator ('G_ema' or 'G'); expected a StyleGAN2 or StyleGAN3 network pickle")
     raise CheckpointError(path, f"the pickle holds a {type(data).__name__}, not NVIDIA's dict(G, D, G_ema, ...) "
-                                "or TF (G, D, Gs) tuple; expected a StyleGAN2 network pickle")
+                                "or TF (G, D, Gs) tuple; expected a StyleGAN2 or StyleGAN3 network pickle")

@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from ..generator import MAX_CHANNELS, Generator, GeneratorConfig
+from ..stylegan3 import StyleGAN3Config, StyleGAN3Generator
 from .common import CheckpointError, check_finite
 
 _HINT_KEYS = ("mapping_lr_multiplier", "conv_clamp", "num_fp16_res", "w_avg_beta", "channel_base", "channel_max")
@@ -69,10 +70,8 @@ def is_stylegan3(sd: Mapping[str, Any]) -> bool:
 
 def config_from_state_dict(path: "str | os.PathLike", sd: Mapping[str, torch.Tensor],
                            hints: Mapping[str, Any]) -> GeneratorConfig:
-    """Reads the architecture off the tensor shapes; raises :class:`CheckpointError` if they don't add up."""
-    if is_stylegan3(sd):
-        raise CheckpointError(path, "this is a StyleGAN3 (alias-free) generator, which is not supported yet; "
-                                    "use a StyleGAN2 checkpoint")
+    """Reads a StyleGAN2's architecture off the tensor shapes; raises :class:`CheckpointError` if
+    they don't add up (StyleGAN3 files: :func:`.stylegan3.config_from_state_dict`)."""
     hints = dict(hints)
     if any(k in hints for k in ("mapping_kwargs", "synthesis_kwargs")):
         try:
@@ -122,16 +121,24 @@ def config_from_state_dict(path: "str | os.PathLike", sd: Mapping[str, torch.Ten
     return config
 
 
-def build_generator(path: "str | os.PathLike", config: GeneratorConfig, sd: Mapping[str, torch.Tensor],
-                    device: "str | torch.device" = "cpu") -> Generator:
-    """Instantiates ``config`` and loads ``sd`` strictly (resampling filters are not stored here).
+def new_generator(config: "GeneratorConfig | StyleGAN3Config") -> "Generator | StyleGAN3Generator":
+    """A freshly initialised generator of ``config``'s family (StyleGAN2 or StyleGAN3)."""
+    return StyleGAN3Generator(config) if isinstance(config, StyleGAN3Config) else Generator(config)
+
+
+def build_generator(path: "str | os.PathLike", config: "GeneratorConfig | StyleGAN3Config",
+                    sd: Mapping[str, torch.Tensor], device: "str | torch.device" = "cpu") -> "Generator | StyleGAN3Generator":
+    """Instantiates ``config`` (a StyleGAN2 or StyleGAN3 one) and loads ``sd`` strictly (StyleGAN2's
+    fixed resampling filters are not stored here; StyleGAN3's designed filters are, and the file's win).
 
     Missing keys, unexpected keys and wrong shapes raise :class:`CheckpointError` naming them.
     """
     with torch.device("meta"):
-        G = Generator(config)
+        G = new_generator(config)
+    family = G.family
     expected = G.state_dict()
-    sd = {k: v for k, v in sd.items() if not k.endswith("resample_filter")}
+    if family == "StyleGAN2":
+        sd = {k: v for k, v in sd.items() if not k.endswith("resample_filter")}
     missing = sorted(set(expected) - set(sd))
     unexpected = sorted(set(sd) - set(expected))
     wrong = [f"{k}: file {list(sd[k].shape)}, expected {list(v.shape)}"
@@ -144,7 +151,7 @@ def build_generator(path: "str | os.PathLike", config: GeneratorConfig, sd: Mapp
             parts.append(f"unexpected tensors {unexpected[:5]}{' ...' if len(unexpected) > 5 else ''}")
         if wrong:
             parts.append(f"wrong shapes {wrong[:5]}{' ...' if len(wrong) > 5 else ''}")
-        raise CheckpointError(path, "tensors do not fit a StyleGAN2 generator: " + "; ".join(parts))
+        raise CheckpointError(path, f"tensors do not fit a {family} generator: " + "; ".join(parts))
     not_float = [k for k, v in sd.items() if not torch.is_floating_point(v)]
     if not_float:
         raise CheckpointError(path, f"tensors {not_float[:5]} are not floating point; not generator weights")
