@@ -7,7 +7,7 @@ changes one attribute (pose, age, clothing length ...), more or less cleanly:
 :func:`sefa`                Shen & Zhou 2021, closed form: the top eigenvectors of ``A^T A``, ``A`` the
                             style (affine) weights of the convolutions on the chosen W+ layers
                             stacked, each output channel's row scaled to unit length. The ToRGB
-                            layers are left out, as in SeFa.
+                            layers are left out, as in SeFa (and StyleGAN3's input transform).
 :func:`ganspace`            Härkönen et al. 2020: the principal axes of ``w = mapping(z)`` over
                             ``samples`` seeded z; ``scales`` holds the standard deviation along each
 ==========================  ========================================================================
@@ -37,6 +37,7 @@ from .checkpoints.common import check_regular_file
 from .checkpoints.torch_file import read_torch_file
 from .generator import Generator, ws_before
 from .latents import GeneratorIdentity, Latent, z_from_seeds
+from .stylegan3 import StyleGAN3Generator
 
 __all__ = ["DIRECTION_FILE_EXTENSIONS", "Directions", "sefa", "ganspace", "load_directions", "apply_direction",
            "sweep"]
@@ -83,10 +84,18 @@ def _oriented(vectors: torch.Tensor) -> torch.Tensor:
     return vectors * torch.where(pivot < 0, -1.0, 1.0).to(vectors.dtype)
 
 
-def _conv_layer_index(resolution: int, conv: int) -> int:
-    """The W+ code convolution ``conv`` (0 or 1) of block ``resolution`` reads (the layer table in
-    :mod:`.generator`: block 4 has only conv1, which reads code 0)."""
-    return ws_before(resolution) - 2 + conv
+def _conv_style_weights(G: Generator) -> list[tuple[int, torch.Tensor]]:
+    """``(W+ index, affine weight [channels, w_dim])`` of every convolution, ToRGB layers left out.
+
+    StyleGAN2: block ``r``'s conv ``k`` reads code ``ws_before(r) - 2 + k`` (the layer table in
+    :mod:`.generator`; block 4 has only conv1, code 0). StyleGAN3: layer ``i`` reads code ``i + 1``;
+    code 0 drives the Fourier input's rotation and translation, not a style, and is left out too.
+    """
+    if isinstance(G, StyleGAN3Generator):
+        names = G.synthesis.layer_names[:-1]
+        return [(i + 1, getattr(G.synthesis, name).affine.weight) for i, name in enumerate(names)]
+    return [(ws_before(int(m.group(1))) - 2 + int(m.group(2)), weight) for name, weight in G.state_dict().items()
+            if (m := _CONV_AFFINE.fullmatch(name))]
 
 
 def sefa(G: Generator, layer_start: int = 0, layer_end: Optional[int] = None, count: int = 5) -> Directions:
@@ -99,12 +108,10 @@ def sefa(G: Generator, layer_start: int = 0, layer_end: Optional[int] = None, co
         raise ValueError(f"need 0 <= layer_start < layer_end <= {G.num_ws}, got {layer_start}, {end}")
     if not 1 <= count <= G.w_dim:
         raise ValueError(f"count must lie in 1..{G.w_dim}, got {count}")
-    rows = [weight.detach().double() for name, weight in G.state_dict().items()
-            if (m := _CONV_AFFINE.fullmatch(name)) and layer_start <= _conv_layer_index(int(m.group(1)),
-                                                                                        int(m.group(2))) < end]
+    rows = [weight.detach().double() for index, weight in _conv_style_weights(G) if layer_start <= index < end]
     if not rows:
-        raise ValueError(f"no convolution reads W+ layers {layer_start}..{end - 1} (only ToRGB layers do); "
-                         "widen the range")
+        raise ValueError(f"no convolution reads W+ layers {layer_start}..{end - 1} (only ToRGB layers or "
+                         "StyleGAN3's input transform do); widen the range")
     A = torch.cat(rows)                                    # [channels, w_dim]
     A = A / A.norm(dim=1, keepdim=True)
     values, vectors = torch.linalg.eigh(A.T @ A)           # ascending
@@ -140,7 +147,9 @@ def load_directions(path: "str | os.PathLike", G: Generator) -> Directions:
     * InterFaceGAN boundaries: ``np.save`` of ``[1, w_dim]`` (read without pickle);
     * encoder4editing's ``interfacegan_directions/*.pt``: ``torch.save`` of a ``[1, w_dim]`` tensor;
     * encoder4editing's ``ganspace_pca/*.pt``: ``torch.save({'mean', 'comp', 'std'})``, ``comp``
-      ``[K, (1,) w_dim]`` and ``std`` ``[K]``.
+      ``[K, (1,) w_dim]`` and ``std`` ``[K]``;
+    * StyleGAN-Human's ``latent_direction/sefa/*.pt``: ``torch.save`` (from the GPU) of a ``[1, w_dim]``
+      SeFa eigenvector; their editor adds ``2 * strength * v`` on W+ layers 4-7 (strength 5).
 
     Each row is one direction, made a unit vector; ``scales`` is the row's own length (a file's
     ``w + factor * direction`` is ``strength = factor * scales[i]`` here) or GANSpace's ``std``.

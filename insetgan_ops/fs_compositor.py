@@ -163,6 +163,16 @@ class BlendSettings:
         check_steps(self, "lpips_size", minimum=1)
 
 
+def check_fs_generator(G: Generator) -> None:
+    """Raises ValueError unless ``G`` is a StyleGAN2: FS space's F is a StyleGAN2 block's feature map,
+    which a StyleGAN3 (alias-free) generator does not have."""
+    if not isinstance(G, Generator):
+        raise ValueError(f"Barbershop's FS space needs a StyleGAN2 generator (F is the feature map of one of its "
+                         f"blocks), but this is a {getattr(G, 'family', type(G).__name__)} generator; load a "
+                         "StyleGAN2 model for Barbershop (StyleGAN3 models work with sampling, editing, projection "
+                         "and InsetGAN)")
+
+
 def default_fs_resolution(G: Generator) -> int:
     """F's resolution: 32, as Barbershop at 1024, or a quarter of smaller generators' height."""
     return min(32, G.img_resolution // 4)
@@ -308,6 +318,7 @@ def embed(G: Generator, images: torch.Tensor, lpips_model, settings: EmbedSettin
     Shape:
         images ``[B, 3, H, W]`` -> F ``[B, C, r, r * aspect]``, ws ``[B, num_ws, w_dim]``.
     """
+    check_fs_generator(G)
     check_generator_images(G, images)
     as_perceptual(lpips_model)
     res = default_fs_resolution(G) if settings.fs_resolution is None else settings.fs_resolution
@@ -561,6 +572,7 @@ def align_all(G: Generator, images: Sequence[torch.Tensor], codes: Sequence[FSCo
     Shape:
         images ``[1, 3, H, W]`` each; label maps ``[H', W']`` long; target ``[H', W']`` long.
     """
+    check_fs_generator(G)
     if not (len(images) == len(codes) == len(label_maps)) or len(images) < 2:
         raise ValueError(f"need one code and one label map per image, for at least two images; got "
                          f"{len(images)} images, {len(codes)} codes, {len(label_maps)} label maps")
@@ -596,6 +608,7 @@ def blend_all(G: Generator, alignment: Alignment, images: Sequence[torch.Tensor]
     """The second half of :func:`composite`: blends the appearance of the images (as given to
     :func:`align_all`) over the aligned structure, each inside its region, and renders the result.
     Progress: ``settings.steps`` steps, stage ``"blend"``."""
+    check_fs_generator(G)
     regions, default_source, radius = alignment.regions, alignment.default_source, alignment.radius
     masks: list[Optional[torch.Tensor]] = [None] * len(images)
     masks[default_source] = 1 - dilate(regions.changed, radius)

@@ -1,5 +1,5 @@
-"""ComfyUI nodes for single StyleGAN2 generators: load, sample / average / mix latents, synthesise,
-save and load latents.
+"""ComfyUI nodes for single StyleGAN2 and StyleGAN3 generators: load, sample / average / mix latents,
+synthesise, move a StyleGAN3's image (its input transform), save and load latents.
 
 A ``STYLEGAN_LATENT`` remembers its generator (:class:`insetgan_ops.latents.Latent`), so a latent
 fed to another generator fails with a clear message instead of rendering noise.
@@ -7,6 +7,7 @@ fed to another generator fails with a clear message instead of rendering noise.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 from typing import Optional
@@ -18,6 +19,7 @@ from ..insetgan_ops import latents
 from ..insetgan_ops.checkpoints import load_generator
 from ..insetgan_ops.generator import NOISE_MODES
 from ..insetgan_ops.latent_images import latent_from_png, save_png_with_latent
+from ..insetgan_ops.stylegan3 import StyleGAN3Generator
 from . import comfy_runtime
 from .convert import to_comfy_image
 from .sockets import STYLEGAN, STYLEGAN_LATENT, StyleGANModel
@@ -25,7 +27,7 @@ from .sockets import STYLEGAN, STYLEGAN_LATENT, StyleGANModel
 CATEGORY = "InsetGAN/StyleGAN"
 LATENT_EXTENSION = ".safetensors"
 MAX_BATCH = 64
-MAX_LAYERS = 32  # more W+ layers than any StyleGAN2 has (18 at 1024, 20 at 2048)
+MAX_LAYERS = 32  # more W+ layers than any StyleGAN has (StyleGAN2: 18 at 1024, 20 at 2048; StyleGAN3: 16)
 
 TOOLTIPS = {
     "stylegan": "A generator from Load StyleGAN.",
@@ -65,9 +67,10 @@ def _is_generator_file(name: str) -> bool:
 
 
 class LoadStyleGAN:
-    DESCRIPTION = ("Loads a StyleGAN2 generator from ComfyUI's models/stylegan folder: NVIDIA .pkl (StyleGAN2-ADA, "
-                   "StyleGAN3's StyleGAN2, StyleGAN-Human, TF-era), rosinality .pt or .safetensors. Nothing in the "
-                   "file is executed. Loaded generators are kept until the file changes.")
+    DESCRIPTION = ("Loads a StyleGAN2 or StyleGAN3 generator from ComfyUI's models/stylegan folder: NVIDIA .pkl "
+                   "(StyleGAN2-ADA, StyleGAN3 T and R, StyleGAN-Human v2 and v3, TF-era), rosinality .pt or "
+                   ".safetensors. Nothing in the file is executed and nothing is compiled. Loaded generators are "
+                   "kept until the file changes.")
     CATEGORY = CATEGORY
     RETURN_TYPES = (STYLEGAN,)
     RETURN_NAMES = ("stylegan",)
@@ -221,6 +224,39 @@ class Synthesize:
         images = latents.synthesize(stylegan.generator, latent, noise_mode, noise_seed, strict=strict,
                                     name=stylegan.name, on_step=comfy_runtime.ProgressBar("Synthesize"))
         return (to_comfy_image(images),)
+
+
+class InputTransform:
+    DESCRIPTION = ("Shifts and rotates what a StyleGAN3 generator draws, as NVIDIA's gen_images.py --translate "
+                   "--rotate do: the generator's Fourier input is transformed, so the image moves without "
+                   "re-sampling artefacts and latents stay valid. StyleGAN2 generators have no such input.")
+    CATEGORY = CATEGORY
+    RETURN_TYPES = (STYLEGAN,)
+    RETURN_NAMES = ("stylegan",)
+    OUTPUT_TOOLTIPS = ("The same generator (weights shared) drawing the moved image; its latents are the "
+                       "original's.",)
+    FUNCTION = "transform"
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        shift = {"default": 0.0, "min": -2.0, "max": 2.0, "step": 0.01}
+        return {"required": {
+            "stylegan": (STYLEGAN, {"tooltip": "A StyleGAN3 generator from Load StyleGAN."}),
+            "translate_x": ("FLOAT", {**shift, "tooltip": "Shift to the right, in image widths (0.5 = half the "
+                                                          "image; what lies beyond is drawn too)."}),
+            "translate_y": ("FLOAT", {**shift, "tooltip": "Shift downwards, in image widths."}),
+            "rotate": ("FLOAT", {"default": 0.0, "min": -360.0, "max": 360.0, "step": 0.5,
+                                 "tooltip": "Rotation in degrees, counter-clockwise (config R rotates cleanly; "
+                                            "config T less so)."}),
+        }}
+
+    def transform(self, stylegan: StyleGANModel, translate_x: float, translate_y: float, rotate: float):
+        G = stylegan.generator
+        if not isinstance(G, StyleGAN3Generator):
+            raise ValueError(f"{stylegan.name!r} is a {G.family} generator; only StyleGAN3 generators have an input "
+                             "transform. Move a StyleGAN2's image with ComfyUI's image nodes instead.")
+        moved = G.transformed(translate=(translate_x, translate_y), rotate=rotate)
+        return (dataclasses.replace(stylegan, generator=moved),)
 
 
 class SaveLatent:
@@ -382,6 +418,7 @@ NODE_CLASS_MAPPINGS = {
     "InsetGANMeanLatent": MeanLatent,
     "InsetGANMixLatents": MixLatents,
     "InsetGANSynthesize": Synthesize,
+    "InsetGANInputTransform": InputTransform,
     "InsetGANSaveLatent": SaveLatent,
     "InsetGANLoadLatent": LoadLatent,
     "InsetGANSaveImageWithLatent": SaveImageWithLatent,
@@ -393,6 +430,7 @@ NODE_DISPLAY_NAME_MAPPINGS = {
     "InsetGANMeanLatent": "Mean Latent",
     "InsetGANMixLatents": "Mix Latents",
     "InsetGANSynthesize": "Synthesize",
+    "InsetGANInputTransform": "Input Transform (StyleGAN3)",
     "InsetGANSaveLatent": "Save Latent",
     "InsetGANLoadLatent": "Load Latent",
     "InsetGANSaveImageWithLatent": "Save Image with Latent",

@@ -3,6 +3,8 @@ and sweeps on the chosen layers only."""
 
 from __future__ import annotations
 
+import zipfile
+
 import numpy as np
 import pytest
 import torch
@@ -10,6 +12,7 @@ import torch
 from insetgan_ops import latents
 from insetgan_ops.checkpoints import CheckpointError
 from insetgan_ops.editing import Directions, apply_direction, ganspace, load_directions, sefa, sweep
+from insetgan_ops.stylegan3 import StyleGAN3Config, StyleGAN3Generator
 from tests.tiny_generator import tiny_generator
 
 
@@ -112,6 +115,41 @@ def test_direction_files_as_their_publishers_write_them(G, tmp_path):
     latent = latents.sample(G, [0])
     assert torch.allclose(apply_direction(latent, smile, 0, 3.0).ws, latent.ws + torch.from_numpy(3 * boundary).float(),
                           atol=1e-5)  # e4e's w + 1.0 * direction is strength 1.0 * scales[0]
+
+
+def test_stylegan_human_sefa_files_load_as_their_editor_applies_them(G, tmp_path):
+    """StyleGAN-Human's latent_direction/sefa/*.pt: torch.save of one row of the SeFa eigenvector matrix
+    (a [1, w_dim] view of the whole [w_dim, w_dim] storage), saved from the GPU; their editor adds
+    ``2 * strength * v`` to W+ layers 4-7."""
+    eigenvectors = torch.linalg.qr(torch.randn(32, 32))[0].T.contiguous()
+    path = tmp_path / "upper_length.pt"
+    torch.save(eigenvectors[0:1], path)
+    with zipfile.ZipFile(path) as z:  # the storage's location as a GPU save records it
+        members = {info.filename: z.read(info) for info in z.infolist()}
+    pickled = next(name for name in members if name.endswith("data.pkl"))
+    members[pickled] = members[pickled].replace(b"X\x03\x00\x00\x00cpu", b"X\x06\x00\x00\x00cuda:0")
+    assert members[pickled].count(b"cuda:0") == 1
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_STORED) as z:
+        for name, data in members.items():
+            z.writestr(name, data)
+    upper = load_directions(tmp_path / "upper_length.pt", G)
+    assert upper.names == ("upper_length",) and torch.allclose(upper.vectors, eigenvectors[0:1], atol=1e-6)
+    latent = latents.sample(G, [1])
+    edited = apply_direction(latent, upper, 0, 2 * 5, layer_start=4, layer_end=8)  # their strength 5
+    expected = latent.ws.clone()
+    expected[:, 4:8] += 2 * 5 * eigenvectors[0]
+    assert torch.allclose(edited.ws, expected, atol=1e-5)
+
+
+def test_sefa_on_a_stylegan3_reads_the_styles_of_its_convolutions():
+    torch.manual_seed(0)
+    G3 = StyleGAN3Generator(StyleGAN3Config(z_dim=8, w_dim=8, img_resolution=16, num_layers=6, margin_size=4,
+                                            channel_base=256, channel_max=16)).eval()
+    names = [f"synthesis.{name}.affine.weight" for name in G3.synthesis.layer_names[1:3]]  # W+ codes 2 and 3
+    found = sefa(G3, 2, 4, count=2)
+    assert abs(float(np.dot(found.vectors[0].double().numpy(), _closed_form(G3, names)))) > 1 - 1e-6
+    with pytest.raises(ValueError, match="input transform"):
+        sefa(G3, 0, 1)  # code 0 drives the Fourier input's rotation and translation
 
 
 def test_direction_files_that_are_not_are_refused(G, tmp_path):

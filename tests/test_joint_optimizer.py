@@ -14,6 +14,7 @@ from insetgan_ops.joint_optimizer import (CanvasSpec, InsetSpec, Phase, RandomIn
                                           resolve_init, standard_losses, stylegan_human_schedule)
 from insetgan_ops.latents import sample
 from insetgan_ops.seam_metrics import seam_error
+from insetgan_ops.stylegan3 import StyleGAN3Config, StyleGAN3Generator
 from tests.tiny_generator import tiny_generator
 
 BOX = torch.tensor([8.0, 4.0, 24.0, 20.0])
@@ -186,3 +187,20 @@ def test_the_reference_schedule_has_675_steps():
     assert sum(p.steps for p in phases) == 675
     assert [p.train for p in phases[:3]] == ["insets", "canvas", "insets"]
     assert sum(p.steps for p in default_schedule(True, True, 675)) == 675
+
+
+def _stylegan3(seed: int, img_resolution: int) -> StyleGAN3Generator:
+    torch.manual_seed(seed)
+    config = StyleGAN3Config(z_dim=16, w_dim=16, img_resolution=img_resolution, num_layers=6, margin_size=4,
+                             channel_base=512, channel_max=16)
+    return StyleGAN3Generator(config).eval().requires_grad_(False)
+
+
+@pytest.mark.parametrize("role", ["inset", "canvas"])
+def test_a_stylegan3_takes_either_role(G_canvas, G_face, role):
+    """W+ is the same idea for StyleGAN3 (num_layers + 2 codes): as inset or canvas it is optimised alike."""
+    canvas_G, face_G = (G_canvas, _stylegan3(3, 16)) if role == "inset" else (_stylegan3(4, 32), G_face)
+    result = _run(canvas_G, face_G, "joint", 27)
+    for term in ("coarse[face]", "border[face]"):
+        assert result.history[term][-1] < 0.8 * result.history[term][0], term
+    assert result.latents["face" if role == "inset" else "canvas"].ws.shape[1:] == (8, 16)  # 6 layers + 2

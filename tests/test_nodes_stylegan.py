@@ -16,6 +16,7 @@ from PIL import Image
 from safetensors.torch import save_file
 
 from insetgan_ops import save_generator
+from insetgan_ops.stylegan3 import StyleGAN3Config, StyleGAN3Generator
 from tests.fake_comfy import FakeComfy
 from tests.tiny_generator import tiny_generator
 from tests.workflow_runner import RunContext, run_node as run, run_prompt, run_workflow, to_api_prompt
@@ -193,6 +194,42 @@ def test_editing_nodes_find_apply_and_sweep_directions(env, N):
         run(N, "InsetGANApplyDirection", latent=latent, directions=run(N, "InsetGANSeFaDirections", stylegan=face,
                                                                        layer_start=0, layer_end=32, count=1)[0],
             direction=0, strength=1.0, layer_start=-1, layer_end=-1, strict=True)
+
+
+def test_stylegan3_generators_sample_edit_move_and_save_like_stylegan2(env, N):
+    torch.manual_seed(0)
+    G3 = StyleGAN3Generator(StyleGAN3Config(z_dim=16, w_dim=16, img_resolution=32, num_layers=6, margin_size=4,
+                                            channel_base=512, channel_max=16, conv_kernel=1, use_radial_filters=True))
+    save_generator(G3, env / "models" / "stylegan" / "sg3-r.safetensors")
+    assert "sg3-r.safetensors" in N["InsetGANLoadStyleGAN"].INPUT_TYPES()["required"]["model_name"][0]
+    model = load(N, "sg3-r.safetensors")
+    assert model.generator.family == "StyleGAN3" and model.identity.num_ws == 8
+    latent, = run(N, "InsetGANSampleLatent", stylegan=model, seed=3, batch_size=2, truncation_psi=0.7,
+                  truncation_cutoff=0)
+    image, = run(N, "InsetGANSynthesize", stylegan=model, latent=latent, noise_mode="const", noise_seed=0, strict=True)
+    expected = ((model.generator.synthesis(latent.ws) + 1) / 2).clamp(0, 1).permute(0, 2, 3, 1)
+    assert image.shape == (2, 32, 32, 3)
+    torch.testing.assert_close(image, expected)
+
+    moved, = run(N, "InsetGANInputTransform", stylegan=model, translate_x=0.25, translate_y=0.0, rotate=0.0)
+    assert moved.identity == model.identity and model.generator.synthesis.input.transform.equal(torch.eye(3))
+    shifted, = run(N, "InsetGANSynthesize", stylegan=moved, latent=latent, noise_mode="const", noise_seed=0,
+                   strict=True)
+    # A quarter of the width to the right: the moved image's columns 12.. are the original's 4..
+    assert (shifted[:, 8:24, 12:28] - image[:, 8:24, 4:20]).abs().mean() < 0.2 * (shifted - image).abs().mean()
+    with pytest.raises(ValueError, match="only StyleGAN3 generators have an input transform"):
+        run(N, "InsetGANInputTransform", stylegan=load(N, "canvas.safetensors"), translate_x=0.1, translate_y=0.0,
+            rotate=0.0)
+
+    sefa, = run(N, "InsetGANSeFaDirections", stylegan=model, layer_start=0, layer_end=32, count=2)
+    frames, latents_out = run(N, "InsetGANDirectionSweep", stylegan=model, latent=latent, directions=sefa,
+                              direction=0, strength=3.0, layer_start=-1, layer_end=-1, strict=True, frames=3)
+    assert frames.shape == (6, 32, 32, 3) and latents_out.ws.shape == (6, 8, 16)
+    run(N, "InsetGANSaveLatent", latent=latent, filename_prefix="InsetGAN/sg3")
+    saved = sorted((env / "output" / "InsetGAN").glob("sg3*.safetensors"))
+    shutil.copy(saved[-1], env / "input" / saved[-1].name)
+    back, = run(N, "InsetGANLoadLatent", latent_file=saved[-1].name)
+    assert torch.equal(back.ws, latent.ws) and back.generator == model.identity
 
 
 def test_save_and_load_latent_files(env, N):
