@@ -12,6 +12,7 @@ from insetgan_ops import load_generator
 from insetgan_ops.demo.discriminator import Discriminator, DiscriminatorConfig
 from insetgan_ops.demo.train import PRESETS, TrainOptions, Trainer, TrainSetup, main
 from insetgan_ops.generator import GeneratorConfig
+from insetgan_ops.stylegan3 import StyleGAN3Config
 
 TINY_G = GeneratorConfig(z_dim=16, w_dim=16, mapping_layers=2, img_resolution=32, init_shape=(4, 8),
                          channels={4: 16, 8: 16, 16: 8, 32: 8})
@@ -87,3 +88,23 @@ def test_cli_segmenter_has_no_resume(tmp_path, capsys):
     with pytest.raises(SystemExit):
         main(["segmenter", "--out", str(tmp_path), "--resume"])
     assert "trains in one go" in capsys.readouterr().err
+
+
+def test_a_stylegan3_trains_tracks_its_magnitudes_and_resumes(tmp_path):
+    config = StyleGAN3Config(z_dim=16, w_dim=16, img_resolution=32, num_layers=4, margin_size=4, channel_base=256,
+                             channel_max=16, num_fp16_res=0, magnitude_ema_beta=0.5)
+    setup = TrainSetup("face_sg3", config, DiscriminatorConfig.matching(config, channel_base=256, channel_max=16),
+                       "faces_32")
+    straight = Trainer(setup, tiny_options(4), tmp_path / "a")
+    G_ema = straight.train(export=tmp_path / "face_sg3.safetensors")
+    first = f"synthesis.{G_ema.synthesis.layer_names[0]}.magnitude_ema"
+    assert G_ema.state_dict()[first].item() != 1.0, "the layers' input magnitudes must be tracked"
+    assert torch.equal(G_ema.state_dict()[first], straight.G.state_dict()[first])  # copied into the EMA generator
+    assert load_generator(tmp_path / "face_sg3.safetensors").config == config
+
+    Trainer(setup, tiny_options(2), tmp_path / "b").train()
+    resumed = Trainer.resume(tmp_path / "b", steps=4)
+    assert resumed.setup.generator == config
+    resumed.train()
+    for k, v in G_ema.state_dict().items():
+        assert torch.equal(resumed.G_ema.state_dict()[k], v), k

@@ -22,6 +22,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..generator import FullyConnected, GeneratorConfig
+from ..stylegan3 import StyleGAN3Config
 
 _SQRT2 = math.sqrt(2.0)
 _SQRT_HALF = math.sqrt(0.5)
@@ -52,11 +53,12 @@ class DiscriminatorConfig:
         object.__setattr__(self, "init_shape", tuple(int(v) for v in self.init_shape))
 
     @classmethod
-    def matching(cls, generator: GeneratorConfig, channel_base: int = 4096, channel_max: int = 128,
+    def matching(cls, generator: "GeneratorConfig | StyleGAN3Config", channel_base: int = 4096, channel_max: int = 128,
                  mbstd_group_size: int = 4) -> "DiscriminatorConfig":
         """A discriminator for the images of ``generator`` (same resolution, channels and aspect)."""
-        return cls(img_resolution=generator.img_resolution, img_channels=generator.img_channels,
-                   init_shape=generator.init_shape, channel_base=channel_base, channel_max=channel_max,
+        return cls(img_resolution=generator.img_height, img_channels=generator.img_channels,
+                   init_shape=(4, 4 * generator.img_width // generator.img_height), channel_base=channel_base,
+                   channel_max=channel_max,
                    mbstd_group_size=mbstd_group_size)
 
     def channels(self, res: int) -> int:

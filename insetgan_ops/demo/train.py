@@ -1,12 +1,14 @@
-"""Trains the demo StyleGAN2 generators (canvas, face, shoes) on the procedural renderer's images.
+"""Trains the demo generators (StyleGAN2 canvas, face, shoes; StyleGAN3 face) on the renderer's images.
 
     python -m insetgan_ops.demo.train canvas --out runs/canvas             # the 128x64 full-body canvas
     python -m insetgan_ops.demo.train face --out runs/face                 # 64x64 faces
     python -m insetgan_ops.demo.train shoes --out runs/shoes               # 32x32 shoes
+    python -m insetgan_ops.demo.train face_sg3 --out runs/face_sg3         # 32x32 StyleGAN3-T faces
     python -m insetgan_ops.demo.train canvas --out runs/canvas --resume    # continue an interrupted run
     python -m insetgan_ops.demo.train segmenter --out runs/segmenter       # the demo face parser
 
-Training is StyleGAN2's: non-saturating logistic loss, lazy R1 regularisation of the discriminator
+Training is StyleGAN2's (StyleGAN3 trains with the same losses; its layers' input-magnitude averages
+follow the images made for the discriminator): non-saturating logistic loss, lazy R1 regularisation of the discriminator
 on real images (every ``r1_interval`` steps, with Adam's lr and betas scaled by
 ``r1_interval / (r1_interval + 1)``), style mixing, Adam with betas (0, 0.99), and an exponential
 moving average of the generator's weights (half-life ``ema_kimg`` thousand images, ramped up over
@@ -49,7 +51,10 @@ import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 
 from ..checkpoints import save_generator
+from ..checkpoints.shapes import new_generator
 from ..generator import Generator, GeneratorConfig
+from ..resampling import resize
+from ..stylegan3 import StyleGAN3Config, StyleGAN3Generator
 from . import renderer
 from .discriminator import Discriminator, DiscriminatorConfig
 from .image_grid import image_grid
@@ -64,6 +69,7 @@ REAL_IMAGES: dict[str, RealImages] = {
     "bodies": lambda n, seed: renderer.render_bodies(n, seed)["image"],
     "faces": lambda n, seed: renderer.render_faces(n, seed)["image"],
     "shoes": lambda n, seed: renderer.render_shoes(n, seed)["image"],
+    "faces_32": lambda n, seed: resize(renderer.render_faces(n, seed)["image"], (32, 32)),
 }
 
 
@@ -100,7 +106,7 @@ class TrainSetup:
     """What is trained on what: the two architectures and the renderer's image set (a key of REAL_IMAGES)."""
 
     name: str
-    generator: GeneratorConfig
+    generator: "GeneratorConfig | StyleGAN3Config"
     discriminator: DiscriminatorConfig
     data: str
 
@@ -108,7 +114,7 @@ class TrainSetup:
         if self.data not in REAL_IMAGES:
             raise ValueError(f"unknown data {self.data!r}; one of {sorted(REAL_IMAGES)}")
         g, d = self.generator, self.discriminator
-        if (g.img_resolution, g.init_shape, g.img_channels) != (d.img_resolution, d.init_shape, d.img_channels):
+        if (g.img_height, g.img_width, g.img_channels) != (d.img_resolution, d.img_width, d.img_channels):
             raise ValueError("generator and discriminator disagree on the image size or aspect")
 
 
@@ -117,7 +123,7 @@ def r1_gamma_heuristic(img_resolution: int, batch: int) -> float:
     return 0.0002 * img_resolution**2 / batch
 
 
-def _preset(name: str, data: str, generator: GeneratorConfig, steps: int,
+def _preset(name: str, data: str, generator: "GeneratorConfig | StyleGAN3Config", steps: int,
             batch: int = 8) -> tuple[TrainSetup, TrainOptions]:
     setup = TrainSetup(name, generator, DiscriminatorConfig.matching(generator, channel_base=1024,
                                                                      channel_max=128), data)
@@ -136,6 +142,10 @@ PRESETS: dict[str, tuple[TrainSetup, TrainOptions]] = {
     "shoes": _preset("shoes", "shoes", GeneratorConfig(
         z_dim=128, w_dim=128, mapping_layers=4, img_resolution=32, init_shape=(4, 8),
         channels={4: 128, 8: 128, 16: 64, 32: 16}), steps=4750),
+    # StyleGAN3-T at 32x32, with fewer and narrower layers than NVIDIA's (8 + ToRGB, 64 channels).
+    "face_sg3": _preset("face_sg3", "faces_32", StyleGAN3Config(
+        z_dim=128, w_dim=128, img_resolution=32, num_layers=8, margin_size=6, channel_base=2048, channel_max=64,
+        num_fp16_res=0, magnitude_ema_beta=0.5 ** (8 / 20_000)), steps=1500),
 }
 
 
@@ -154,7 +164,9 @@ class Trainer:
         self.real_images = REAL_IMAGES[setup.data]
         self.log = _make_logger(self.out_dir)
         torch.manual_seed(options.seed)
-        self.G = Generator(setup.generator).to(self.device).train()
+        self.G = new_generator(setup.generator).to(self.device).train()
+        # StyleGAN3's layers track their input magnitudes on the images made for the discriminator.
+        self.synthesis_kwargs = {"update_emas": True} if isinstance(self.G, StyleGAN3Generator) else {}
         self.D = Discriminator(setup.discriminator).to(self.device).train()
         self.G_ema = copy.deepcopy(self.G).eval().requires_grad_(False)
         self.opt_G = torch.optim.Adam(self.G.parameters(), lr=options.lr, betas=(0.0, 0.99), eps=1e-8)
@@ -201,7 +213,8 @@ class Trainer:
         G.requires_grad_(False)
         D.requires_grad_(True)
         with torch.no_grad():
-            fake = G.synthesis(self._styles(G, self._z(o.batch), track_w_avg=False), noise_mode="random")
+            fake = G.synthesis(self._styles(G, self._z(o.batch), track_w_avg=False), noise_mode="random",
+                               **self.synthesis_kwargs)
         real = self._reals(o.batch)
         logits_real = D(real)
         loss_D = F.softplus(D(fake)).mean() + F.softplus(-logits_real).mean()
@@ -231,6 +244,9 @@ class Trainer:
         beta = 0.5 ** (o.batch / max(half_life, 1e-8))
         for p_ema, p in zip(self.G_ema.parameters(), self.G.parameters()):
             p_ema.lerp_(p, 1 - beta)
+        for (name, b_ema), b in zip(self.G_ema.named_buffers(), self.G.buffers()):
+            if name.endswith("magnitude_ema"):  # StyleGAN3: copied, as NVIDIA's training does
+                b_ema.copy_(b)
         _track_w_avg(self.G_ema, self.G_ema.mapping(self._z(o.batch))[:, 0])
 
     def train(self, export: "str | os.PathLike | None" = None) -> Generator:
@@ -265,7 +281,7 @@ class Trainer:
     def save_samples(self) -> Path:
         """The EMA generator on the run's fixed latents (constant noise) -> ``samples-<step>.png``."""
         img = torch.cat([self.G_ema(z.to(self.device)) for z in self.grid_z.split(16)])
-        cols = 16 if self.setup.generator.init_shape[1] < self.setup.generator.init_shape[0] else 8
+        cols = 16 if self.setup.generator.img_width < self.setup.generator.img_height else 8
         path = self.out_dir / f"samples-{self.step:06d}.png"
         image_grid(img, cols).save(path)
         return path
@@ -296,6 +312,7 @@ class Trainer:
         meta = {
             "format": CHECKPOINT_FORMAT, "step": self.step, "tensors": name, "name": self.setup.name,
             "data": self.setup.data, "generator": json.loads(self.setup.generator.to_json()),
+            "generator_family": self.G.family,
             "discriminator": dataclasses.asdict(self.setup.discriminator),
             "options": dataclasses.asdict(self.options), "param_groups": param_groups,
         }
@@ -315,7 +332,8 @@ class Trainer:
         if meta.get("format") != CHECKPOINT_FORMAT:
             raise FileNotFoundError(f"{out_dir / 'checkpoint.json'}: no training checkpoint to resume; "
                                     "start a new run without --resume")
-        generator = GeneratorConfig.from_json(json.dumps(meta["generator"]))
+        config_type = StyleGAN3Config if meta.get("generator_family") == "StyleGAN3" else GeneratorConfig
+        generator = config_type.from_json(json.dumps(meta["generator"]))
         discriminator = DiscriminatorConfig(**meta["discriminator"])
         options = TrainOptions(**meta["options"])
         if steps is not None:
