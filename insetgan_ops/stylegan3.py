@@ -343,6 +343,8 @@ def _upsample(x: torch.Tensor, f: Optional[torch.Tensor], up: int, padding: Sequ
     ``f`` (``[K]`` separable or ``[K, K]``) at gain ``up^2``, computed as a transposed convolution.
     x: [B, C, h, w] -> [B, C, h*up + top + bottom - K + 1, w*up + left + right - K + 1]."""
     left, right, top, bottom = padding
+    if f is None and up == 1:  # the identity filter (ToRGB): padding only
+        return F.pad(x, [left, right, top, bottom])
     if f is None:
         f = torch.ones([1], device=x.device)
     c, k = x.shape[1], f.shape[-1]
