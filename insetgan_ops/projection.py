@@ -96,7 +96,9 @@ def w_statistics(G: Generator, samples: int = 4096, seed: int = 0) -> tuple[torc
     return w.mean(dim=0), w.std(dim=0).clamp_min(1e-8)
 
 
-def _prepare_target(G: Generator, target: torch.Tensor) -> torch.Tensor:
+def prepare_target(G: Generator, target: torch.Tensor) -> torch.Tensor:
+    """A detached float32 copy of ``target`` ``[B, C, H, W]`` on ``G``'s device at its size; raises
+    ValueError for a wrong shape, NaN values or another aspect than ``G``'s."""
     if not isinstance(target, torch.Tensor) or target.ndim != 4 or target.shape[1] != G.img_channels:
         shape = list(target.shape) if isinstance(target, torch.Tensor) else type(target).__name__
         raise ValueError(f"target must be images [B, {G.img_channels}, H, W] in [-1, 1], got {shape}")
@@ -122,7 +124,7 @@ def _prepare_mask(mask: Optional[torch.Tensor], target: torch.Tensor) -> Optiona
     return mask.expand(target.shape[0], -1, -1, -1)
 
 
-def _perceptual_input(images: torch.Tensor, size: int) -> torch.Tensor:
+def perceptual_input(images: torch.Tensor, size: int) -> torch.Tensor:
     """Resizes images for the perceptual network: the longer side down to ``size`` at most, the
     shorter side up to :data:`_MIN_PERCEPTUAL_SIDE` at least (LPIPS backbones need that much)."""
     h, w = images.shape[2:]
@@ -162,7 +164,7 @@ def project(G: Generator, target: torch.Tensor, settings: ProjectionSettings = P
     networks = (G, perceptual if isinstance(perceptual, torch.nn.Module) else None)
     check_device(G.w_avg.device, networks[1], "perceptual model (LPIPS)")
     with optimizing(*networks):
-        target = _prepare_target(G, target)
+        target = prepare_target(G, target)
         weights = _prepare_mask(mask, target)
         batch = target.shape[0]
         if init is None:
@@ -176,7 +178,7 @@ def project(G: Generator, target: torch.Tensor, settings: ProjectionSettings = P
         optimizer = torch.optim.Adam(code.parameters, lr=settings.lr, betas=(0.9, 0.999))
         use_perceptual = perceptual is not None and settings.perceptual_weight > 0
         masked_target = target if weights is None else target * weights
-        perceptual_target = _perceptual_input(masked_target, settings.perceptual_size) if use_perceptual else None
+        perceptual_target = perceptual_input(masked_target, settings.perceptual_size) if use_perceptual else None
         losses: dict[str, list[float]] = {k: [] for k in ("total", "l2", *(("perceptual",) if use_perceptual else ()),
                                                           "prior", "offsets")}
         for step in range(settings.steps):
@@ -191,7 +193,7 @@ def project(G: Generator, target: torch.Tensor, settings: ProjectionSettings = P
             terms = {"l2": l2}
             if use_perceptual:
                 generated = image if weights is None else image * weights
-                terms["perceptual"] = perceptual(_perceptual_input(generated, settings.perceptual_size),
+                terms["perceptual"] = perceptual(perceptual_input(generated, settings.perceptual_size),
                                                  perceptual_target).reshape(batch)
             terms["prior"] = ((code.base[:, 0] - mu) / sigma).square().mean(dim=1)
             terms["offsets"] = code.offsets.square().mean(dim=(1, 2))

@@ -1,0 +1,100 @@
+"""Pivotal tuning on the shipped demo face generator: it reproduces faces the generator never saw far
+better than their pivots alone, keeps the rest of latent space in place and leaves its parent as it was."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from insetgan_ops import latents
+from insetgan_ops.checkpoints import load_generator
+from insetgan_ops.demo import renderer
+from insetgan_ops.demo.train import WEIGHTS_DIR
+from insetgan_ops.pivotal_tuning import PivotalTuningSettings, pivotal_tuning
+from insetgan_ops.projection import ProjectionSettings, project
+
+
+def psnr(a: torch.Tensor, b: torch.Tensor) -> float:
+    """Peak signal-to-noise ratio in dB of images in [-1, 1]."""
+    return float(10 * torch.log10(4 / (a - b).square().mean()))
+
+
+@pytest.fixture(scope="module")
+def G():
+    return load_generator(WEIGHTS_DIR / "face.safetensors")
+
+
+@pytest.fixture(scope="module")
+def tuned(G):
+    """A rendered face of a person the generator never saw (renderer seed 90210), its projection and PTI."""
+    target = renderer.render_faces(1, 90210)["image"]
+    pivot = project(G, target, ProjectionSettings(steps=100, w_samples=1024))
+    return target, pivot, pivot_tuning(G, target, pivot.latent)
+
+
+def pivot_tuning(G, target, pivot, **changes):
+    settings = PivotalTuningSettings(**{**dict(steps=80, lr=2e-3, locality_alpha=3.0, locality_samples=1), **changes})
+    return pivotal_tuning(G, target, pivot, settings)
+
+
+def test_tuning_reproduces_an_unseen_face_far_better_than_its_pivot(G, tuned):
+    target, pivot, result = tuned
+    before, after = psnr(pivot.image, target), psnr(result.image, target)
+    assert after >= before + 3, (before, after)
+    assert result.losses["l2"][-1] < result.losses["l2"][0]
+
+
+def test_the_rest_of_latent_space_stays_in_place(G, tuned):
+    target, pivot, result = tuned
+    others = latents.sample(G, range(100, 108), truncation_psi=0.7)
+    with torch.no_grad():
+        parent, child = G.synthesis(others.ws), result.generator.synthesis(others.ws)
+        spread = (parent - parent.roll(1, dims=0)).square().mean()  # how much two samples differ
+    assert (child - parent).square().mean() < 0.1 * spread
+    assert psnr(child, parent) > 25
+
+
+def test_the_locality_term_is_what_keeps_it_in_place(G, tuned):
+    target, pivot, result = tuned
+    free = pivot_tuning(G, target, pivot.latent, locality_weight=0.0)
+    others = latents.sample(G, range(200, 208), truncation_psi=0.7)
+    with torch.no_grad():
+        parent = G.synthesis(others.ws)
+        drift = {name: (run.generator.synthesis(others.ws) - parent).square().mean()
+                 for name, run in (("regularised", result), ("free", free))}
+    assert drift["regularised"] < drift["free"], drift
+
+
+def test_the_parent_is_untouched_and_the_result_knows_its_own_identity(G, tuned):
+    target, pivot, result = tuned
+    assert result.generator is not G and not any(p.requires_grad for p in result.generator.parameters())
+    assert torch.equal(load_generator(WEIGHTS_DIR / "face.safetensors").synthesis.b64.conv1.weight,
+                       G.synthesis.b64.conv1.weight)
+    assert result.latent.generator.name == "StyleGAN2 64x64 (PTI)"
+    assert result.latent.generator.fingerprint != latents.GeneratorIdentity.of(G).fingerprint
+    assert torch.equal(result.latent.ws, pivot.latent.ws)
+    mapping = dict(result.generator.mapping.named_parameters())
+    assert all(torch.equal(p, mapping[k]) for k, p in G.mapping.named_parameters())  # the mapping stays
+    with pytest.raises(latents.LatentMismatchError):
+        pivot.latent.check_generator(result.latent.generator)  # strict: a tuned copy is another generator
+    pivot.latent.check_generator(result.latent.generator, strict=False)
+
+
+def test_it_runs_inside_inference_mode_as_comfyui_calls_it(G):
+    target = renderer.render_faces(1, 5)["image"]
+    with torch.inference_mode():
+        result = pivotal_tuning(G, target, latents.mean(G), PivotalTuningSettings(steps=3, locality_samples=1))
+    assert result.image.shape == (1, 3, 64, 64) and len(result.losses["locality"]) == 3
+
+
+def test_one_image_at_a_time_and_only_its_own_latents(G):
+    target = renderer.render_faces(2, 5)["image"]
+    with pytest.raises(ValueError, match="one image and one pivot code at a time"):
+        pivotal_tuning(G, target, latents.mean(G, batch=2), PivotalTuningSettings(steps=1))
+    with pytest.raises(ValueError, match="one target image at a time"):
+        pivotal_tuning(G, target, latents.mean(G), PivotalTuningSettings(steps=1))
+    other = load_generator(WEIGHTS_DIR / "shoes.safetensors")
+    with pytest.raises(latents.LatentMismatchError):
+        pivotal_tuning(G, target[:1], latents.mean(other), PivotalTuningSettings(steps=1))
+    with pytest.raises(ValueError, match="locality_psi"):
+        PivotalTuningSettings(locality_psi=2.0)
