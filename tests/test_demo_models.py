@@ -12,7 +12,7 @@ from insetgan_ops.demo.quality import (TRUNCATION_PSIS, consecutive_steps, conta
                                         mean_pairwise_l1, truncation_sweep)
 from insetgan_ops.demo.train import PRESETS, REAL_IMAGES, WEIGHTS_DIR
 
-SIZES = {"canvas": renderer.BODY_SIZE, "face": renderer.FACE_SIZE, "shoes": renderer.SHOE_SIZE}
+SIZES = {"canvas": renderer.BODY_SIZE, "face": renderer.FACE_SIZE, "shoes": renderer.SHOE_SIZE, "face_sg3": (32, 32)}
 MAX_TOTAL_BYTES = 20 * 2**20
 
 
