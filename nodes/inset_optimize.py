@@ -6,12 +6,13 @@ insets as a chain of Inset nodes, a run's outcome as ``INSETGAN_RESULT`` (:mod:`
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Optional
 
 import torch
 from torch import nn
 
-from ..insetgan_ops import box_tracking, joint_optimizer, projection
+from ..insetgan_ops import box_tracking, joint_optimizer, pivotal_tuning, projection
 from ..insetgan_ops.detection import SELECTION_POLICIES, FaceDetector
 from ..insetgan_ops.latents import MAX_SEED, Latent
 from ..insetgan_ops.losses import LossSet
@@ -26,6 +27,7 @@ from .sockets import (BOX_TRACKER, BOXES, FACE_DETECTOR, INSETS, LOSSES, LPIPS, 
 CATEGORY = "InsetGAN/Optimize"
 MAX_CANDIDATES = 64
 _PROJECTION = projection.ProjectionSettings()
+_PTI = pivotal_tuning.PivotalTuningSettings()
 
 
 class FixedBoxTracker:
@@ -307,6 +309,52 @@ class ProjectImage:
         return found.latent, to_comfy_image(found.image), to_comfy_image(plot)
 
 
+class PivotalTuning:
+    DESCRIPTION = ("Pivotal tuning (PTI): fine-tunes a copy of the generator so that a latent found for an image "
+                   "(Project Image's) reproduces it faithfully, while a locality term keeps every other latent "
+                   "drawing what the original drew. Use the tuned generator where the person's own details "
+                   "should survive (a body for this face, Barbershop).")
+    CATEGORY = CATEGORY
+    RETURN_TYPES = (STYLEGAN, STYLEGAN_LATENT, "IMAGE", "IMAGE")
+    RETURN_NAMES = ("stylegan", "latent", "image", "loss_plot")
+    OUTPUT_TOOLTIPS = ("The tuned copy of the generator (the original is untouched), named '<name> (PTI)'.",
+                       "The pivot as a latent of the tuned generator.", "The tuned generator's rendering of it.",
+                       "The loss terms over the steps.")
+    FUNCTION = "tune"
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {
+            "stylegan": (STYLEGAN, {"tooltip": "The generator to tune a copy of."}),
+            "image": ("IMAGE", {"tooltip": "One image to reproduce, of the generator's aspect."}),
+            "latent": (STYLEGAN_LATENT, {"tooltip": "The pivot: one latent of this generator for the image, e.g. "
+                                                    "from Project Image."}),
+            "steps": ("INT", {"default": _PTI.steps, "min": 1, "max": MAX_STEPS,
+                              "tooltip": "Tuning steps (PTI: 350)."}),
+            "learning_rate": ("FLOAT", {"default": _PTI.lr, "min": 1e-6, "max": 0.1, "step": 1e-5,
+                                        "tooltip": "Adam learning rate of the weights (PTI: 3e-4; small generators "
+                                                   "take more)."}),
+            "locality_weight": ("FLOAT", {"default": _PTI.locality_weight, "min": 0.0, "max": 100.0, "step": 0.01,
+                                          "tooltip": "How strongly other latents must keep their images (0: off)."}),
+            "locality_alpha": ("FLOAT", {"default": _PTI.locality_alpha, "min": 0.0, "max": 1000.0, "step": 0.1,
+                                         "tooltip": "How far from the pivot (in W) those other latents are taken "
+                                                    "(PTI: 30 for 512-dimensional W)."}),
+        }, "optional": {
+            "lpips": (LPIPS, {"tooltip": "LPIPS model from Load LPIPS; without it only pixel errors are used."}),
+        }}
+
+    def tune(self, stylegan: StyleGANModel, image: torch.Tensor, latent: Latent, steps: int, learning_rate: float,
+             locality_weight: float, locality_alpha: float, lpips: Optional[nn.Module] = None):
+        settings = pivotal_tuning.PivotalTuningSettings(steps=steps, lr=learning_rate, locality_weight=locality_weight,
+                                                        locality_alpha=locality_alpha)
+        tuned = pivotal_tuning.pivotal_tuning(stylegan.generator, from_comfy_image(image), latent, settings,
+                                              perceptual=lpips, name=stylegan.name,
+                                              on_step=comfy_runtime.ProgressBar("Pivotal Tuning"))
+        model = dataclasses.replace(stylegan, generator=tuned.generator, identity=tuned.latent.generator)
+        plot = loss_curves_tensor(tuned.losses, title="Pivotal Tuning loss")
+        return model, tuned.latent, to_comfy_image(tuned.image), to_comfy_image(plot)
+
+
 NODE_CLASS_MAPPINGS = {
     "InsetGANFixedBoxTracker": FixedBoxTracker,
     "InsetGANContentBoxTracker": ContentBoxTracker,
@@ -315,6 +363,7 @@ NODE_CLASS_MAPPINGS = {
     "InsetGANJointOptimize": JointOptimize,
     "InsetGANInsetResult": InsetResult,
     "InsetGANProjectImage": ProjectImage,
+    "InsetGANPivotalTuning": PivotalTuning,
 }
 NODE_DISPLAY_NAME_MAPPINGS = {
     "InsetGANFixedBoxTracker": "Inset Boxes: Fixed",
@@ -324,4 +373,5 @@ NODE_DISPLAY_NAME_MAPPINGS = {
     "InsetGANJointOptimize": "Joint Optimize",
     "InsetGANInsetResult": "Inset Result",
     "InsetGANProjectImage": "Project Image",
+    "InsetGANPivotalTuning": "Pivotal Tuning (PTI)",
 }

@@ -519,6 +519,23 @@ def test_adjust_boxes_and_the_face_tracker_shift_alike(env, N, pack):
     assert float(adjusted.boxes[0, 1]) == pytest.approx(centre - 0.9 * height + 0.25 * height)
 
 
+def test_pivotal_tuning_makes_a_tuned_copy_that_reproduces_the_image(env, N):
+    face = load(N, "face.safetensors")
+    _, target = image_of(N, face, seed=2)
+    pivot, projected, _ = run(N, "InsetGANProjectImage", stylegan=face, image=target, steps=10, learning_rate=0.1,
+                              perceptual_weight=1.0, prior_weight=1e-3)
+    tuned, latent, image, plot = run(N, "InsetGANPivotalTuning", stylegan=face, image=target, latent=pivot, steps=30,
+                                     learning_rate=2e-3, locality_weight=0.1, locality_alpha=3.0)
+    assert tuned.generator is not face.generator and tuned.name == f"{face.name} (PTI)"
+    assert latent.generator == tuned.identity and torch.equal(latent.ws, pivot.ws)
+    assert (image - target).square().mean() < 0.7 * (projected - target).square().mean()
+    again, = run(N, "InsetGANSynthesize", stylegan=tuned, latent=latent, noise_mode="const", noise_seed=0, strict=True)
+    torch.testing.assert_close(again, image)
+    assert plot.shape[-1] == 3
+    with pytest.raises(ValueError, match="made for generator"):  # the parent's latent is not the tuned copy's
+        run(N, "InsetGANSynthesize", stylegan=tuned, latent=pivot, noise_mode="const", noise_seed=0, strict=True)
+
+
 def test_project_image_names_an_lpips_model_on_another_device(env, N):
     face = load(N, "face.safetensors")
     _, target = image_of(N, face)
