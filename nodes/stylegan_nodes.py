@@ -16,7 +16,7 @@ import torch
 from safetensors import SafetensorError, safe_open
 
 from ..insetgan_ops import latents
-from ..insetgan_ops.checkpoints import load_generator
+from ..insetgan_ops.checkpoints import load_generator, save_generator
 from ..insetgan_ops.generator import NOISE_MODES
 from ..insetgan_ops.latent_images import latent_from_png, save_png_with_latent
 from ..insetgan_ops.stylegan3 import StyleGAN3Generator
@@ -25,7 +25,7 @@ from .convert import to_comfy_image
 from .sockets import STYLEGAN, STYLEGAN_LATENT, StyleGANModel
 
 CATEGORY = "InsetGAN/StyleGAN"
-LATENT_EXTENSION = ".safetensors"
+SAFETENSORS_EXTENSION = ".safetensors"
 MAX_BATCH = 64
 MAX_LAYERS = 32  # more W+ layers than any StyleGAN has (StyleGAN2: 18 at 1024, 20 at 2048; StyleGAN3: 16)
 
@@ -277,10 +277,34 @@ class SaveLatent:
         }}
 
     def save(self, latent: latents.Latent, filename_prefix: str):
-        path, relative = comfy_runtime.save_path(filename_prefix, LATENT_EXTENSION)
+        path, relative = comfy_runtime.save_path(filename_prefix, SAFETENSORS_EXTENSION)
         latents.save_latent(latent, path)
         subfolder, filename = os.path.split(relative)
         return {"ui": {"latents": [{"filename": filename, "subfolder": subfolder, "type": "output"}]}}
+
+
+class SaveStyleGAN:
+    DESCRIPTION = ("Saves a generator (e.g. one tuned by Pivotal Tuning) to ComfyUI's output folder in the pack's "
+                   ".safetensors format. Move the file into models/stylegan to load it with Load StyleGAN.")
+    CATEGORY = CATEGORY
+    RETURN_TYPES = ()
+    OUTPUT_NODE = True
+    FUNCTION = "save"
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {
+            "stylegan": (STYLEGAN, {"tooltip": "The generator to save."}),
+            "filename_prefix": ("STRING", {"default": "InsetGAN/generator",
+                                           "tooltip": "File name start inside the output folder; may contain "
+                                                      "subfolders. A counter is appended: generator_00001.safetensors."}),
+        }}
+
+    def save(self, stylegan: StyleGANModel, filename_prefix: str):
+        path, relative = comfy_runtime.save_path(filename_prefix, SAFETENSORS_EXTENSION)
+        save_generator(stylegan.generator, path)
+        subfolder, filename = os.path.split(relative)
+        return {"ui": {"generators": [{"filename": filename, "subfolder": subfolder, "type": "output"}]}}
 
 
 def _input_files(extension: str) -> list[str]:
@@ -332,7 +356,7 @@ class LoadLatent:
     @classmethod
     def INPUT_TYPES(cls):
         return {"required": {
-            "latent_file": (_input_files(LATENT_EXTENSION), {"tooltip": "A .safetensors latent in ComfyUI's input folder."}),
+            "latent_file": (_input_files(SAFETENSORS_EXTENSION), {"tooltip": "A .safetensors latent in ComfyUI's input folder."}),
         }}
 
     @classmethod
@@ -420,6 +444,7 @@ NODE_CLASS_MAPPINGS = {
     "InsetGANSynthesize": Synthesize,
     "InsetGANInputTransform": InputTransform,
     "InsetGANSaveLatent": SaveLatent,
+    "InsetGANSaveStyleGAN": SaveStyleGAN,
     "InsetGANLoadLatent": LoadLatent,
     "InsetGANSaveImageWithLatent": SaveImageWithLatent,
     "InsetGANLoadLatentFromImage": LoadLatentFromImage,
@@ -432,6 +457,7 @@ NODE_DISPLAY_NAME_MAPPINGS = {
     "InsetGANSynthesize": "Synthesize",
     "InsetGANInputTransform": "Input Transform (StyleGAN3)",
     "InsetGANSaveLatent": "Save Latent",
+    "InsetGANSaveStyleGAN": "Save StyleGAN",
     "InsetGANLoadLatent": "Load Latent",
     "InsetGANSaveImageWithLatent": "Save Image with Latent",
     "InsetGANLoadLatentFromImage": "Load Latent from Image",

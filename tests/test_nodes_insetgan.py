@@ -14,6 +14,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import json
+import shutil
 import sys
 from pathlib import Path
 
@@ -534,6 +535,14 @@ def test_pivotal_tuning_makes_a_tuned_copy_that_reproduces_the_image(env, N):
     assert plot.shape[-1] == 3
     with pytest.raises(ValueError, match="made for generator"):  # the parent's latent is not the tuned copy's
         run(N, "InsetGANSynthesize", stylegan=tuned, latent=pivot, noise_mode="const", noise_seed=0, strict=True)
+    run(N, "InsetGANSaveStyleGAN", stylegan=tuned, filename_prefix="InsetGAN/tuned")
+    saved = env / "output" / "InsetGAN" / "tuned_00001.safetensors"
+    shutil.copy(saved, env / "models" / "stylegan" / "tuned.safetensors")
+    reloaded = load(N, "tuned.safetensors")
+    assert reloaded.identity.fingerprint == tuned.identity.fingerprint  # the same weights, so its latents work
+    image_back, = run(N, "InsetGANSynthesize", stylegan=reloaded, latent=latent, noise_mode="const", noise_seed=0,
+                      strict=False)
+    torch.testing.assert_close(image_back, image)
 
 
 def test_project_image_names_an_lpips_model_on_another_device(env, N):
