@@ -42,7 +42,6 @@ MAX_SEED = 2**32 - 1  # the range np.random.RandomState accepts
 MAX_ABS_W = 1e4  # W codes of real generators stay within about +-50, even after projection
 
 
-
 class LatentMismatchError(ValueError):
     """A latent was given to a generator it was not made for."""
 

@@ -111,9 +111,9 @@ def pivotal_tuning(G: Generator, target: torch.Tensor, pivot: Latent,
         with torch.no_grad():
             parent_near = G.synthesis(w_near, noise_mode="const") if w_near is not None else None
         use_lpips = perceptual is not None
-        distance = (lambda a, b: perceptual(perceptual_input(a, settings.perceptual_size),
-                                            perceptual_input(b, settings.perceptual_size)).mean()) if use_lpips \
-            else (lambda a, b: a.new_zeros(()))
+        size = settings.perceptual_size
+        target_seen = perceptual_input(target, size) if use_lpips else None
+        parent_seen = perceptual_input(parent_near, size) if use_lpips and parent_near is not None else None
         optimizer = torch.optim.Adam(tuned.synthesis.parameters(), lr=settings.lr)
         losses: dict[str, list[float]] = {k: [] for k in ("total", "l2", *(("lpips",) if use_lpips else ()),
                                                           *(("locality",) if w_near is not None else ()))}
@@ -121,11 +121,13 @@ def pivotal_tuning(G: Generator, target: torch.Tensor, pivot: Latent,
             image = tuned.synthesis(w_pivot, noise_mode="const")
             terms = {"l2": (image - target).square().mean()}
             if use_lpips:
-                terms["lpips"] = distance(image, target)
+                terms["lpips"] = perceptual(perceptual_input(image, size), target_seen).mean()
             total = settings.l2_weight * terms["l2"] + settings.lpips_weight * terms.get("lpips", 0.0)
             if w_near is not None:
                 near = tuned.synthesis(w_near, noise_mode="const")
-                terms["locality"] = (near - parent_near).square().mean() + distance(near, parent_near)
+                terms["locality"] = (near - parent_near).square().mean()
+                if use_lpips:
+                    terms["locality"] = terms["locality"] + perceptual(perceptual_input(near, size), parent_seen).mean()
                 total = total + settings.locality_weight * terms["locality"]
             optimizer.zero_grad(set_to_none=True)
             total.backward()

@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-from typing import Optional
+from typing import Callable, Optional
 
 import torch
 from safetensors import SafetensorError, safe_open
@@ -259,6 +259,21 @@ class InputTransform:
         return (dataclasses.replace(stylegan, generator=moved),)
 
 
+def _filename_prefix(default: str, example: str) -> tuple:
+    """The ``filename_prefix`` input of a node that saves into ComfyUI's output folder."""
+    return ("STRING", {"default": default, "tooltip": "File name start inside the output folder; may contain "
+                                                      f"subfolders. A counter is appended{example}."})
+
+
+def _write_output(filename_prefix: str, extension: str, write: Callable[[str], None]) -> dict:
+    """Writes the next ``<prefix>_NNNNN<extension>`` of the output folder with ``write(path)``; the
+    record of it the UI shows."""
+    path, relative = comfy_runtime.save_path(filename_prefix, extension)
+    write(path)
+    subfolder, filename = os.path.split(relative)
+    return {"filename": filename, "subfolder": subfolder, "type": "output"}
+
+
 class SaveLatent:
     DESCRIPTION = ("Saves latents to ComfyUI's output folder as .safetensors (with the generator they belong to). "
                    "Move a file into the input folder to load it with Load Latent.")
@@ -271,16 +286,12 @@ class SaveLatent:
     def INPUT_TYPES(cls):
         return {"required": {
             "latent": (STYLEGAN_LATENT, {"tooltip": "The latents to save."}),
-            "filename_prefix": ("STRING", {"default": "InsetGAN/latent",
-                                           "tooltip": "File name start inside the output folder; may contain "
-                                                      "subfolders. A counter is appended: latent_00001.safetensors."}),
+            "filename_prefix": _filename_prefix("InsetGAN/latent", ": latent_00001.safetensors"),
         }}
 
     def save(self, latent: latents.Latent, filename_prefix: str):
-        path, relative = comfy_runtime.save_path(filename_prefix, SAFETENSORS_EXTENSION)
-        latents.save_latent(latent, path)
-        subfolder, filename = os.path.split(relative)
-        return {"ui": {"latents": [{"filename": filename, "subfolder": subfolder, "type": "output"}]}}
+        saved = _write_output(filename_prefix, SAFETENSORS_EXTENSION, lambda path: latents.save_latent(latent, path))
+        return {"ui": {"latents": [saved]}}
 
 
 class SaveStyleGAN:
@@ -295,16 +306,13 @@ class SaveStyleGAN:
     def INPUT_TYPES(cls):
         return {"required": {
             "stylegan": (STYLEGAN, {"tooltip": "The generator to save."}),
-            "filename_prefix": ("STRING", {"default": "InsetGAN/generator",
-                                           "tooltip": "File name start inside the output folder; may contain "
-                                                      "subfolders. A counter is appended: generator_00001.safetensors."}),
+            "filename_prefix": _filename_prefix("InsetGAN/generator", ": generator_00001.safetensors"),
         }}
 
     def save(self, stylegan: StyleGANModel, filename_prefix: str):
-        path, relative = comfy_runtime.save_path(filename_prefix, SAFETENSORS_EXTENSION)
-        save_generator(stylegan.generator, path)
-        subfolder, filename = os.path.split(relative)
-        return {"ui": {"generators": [{"filename": filename, "subfolder": subfolder, "type": "output"}]}}
+        saved = _write_output(filename_prefix, SAFETENSORS_EXTENSION,
+                              lambda path: save_generator(stylegan.generator, path))
+        return {"ui": {"generators": [saved]}}
 
 
 def _input_files(extension: str) -> list[str]:
@@ -385,9 +393,7 @@ class SaveImageWithLatent:
         return {"required": {
             "images": ("IMAGE", {"tooltip": "The images, e.g. from Synthesize."}),
             "latent": (STYLEGAN_LATENT, {"tooltip": "Their latents: one per image (or one for all)."}),
-            "filename_prefix": ("STRING", {"default": "InsetGAN/image",
-                                           "tooltip": "File name start inside the output folder; may contain "
-                                                      "subfolders. A counter is appended."}),
+            "filename_prefix": _filename_prefix("InsetGAN/image", ""),
         }, "hidden": {"prompt": "PROMPT", "extra_pnginfo": "EXTRA_PNGINFO"}}
 
     def save(self, images: torch.Tensor, latent: latents.Latent, filename_prefix: str, prompt=None,
@@ -400,11 +406,9 @@ class SaveImageWithLatent:
         pixels = (images * 255).clamp(0, 255).to(torch.uint8).cpu().numpy()  # as ComfyUI's Save Image quantises
         saved = []
         for i in range(images.shape[0]):
-            path, relative = comfy_runtime.save_path(filename_prefix, ".png")
             one = latents.Latent(latent.ws[i if latent.batch_size > 1 else 0][None], latent.generator)
-            save_png_with_latent(pixels[i, ..., :3], one, path, text)
-            subfolder, filename = os.path.split(relative)
-            saved.append({"filename": filename, "subfolder": subfolder, "type": "output"})
+            saved.append(_write_output(filename_prefix, ".png",
+                                       lambda path: save_png_with_latent(pixels[i, ..., :3], one, path, text)))
         return {"ui": {"images": saved}}
 
 
