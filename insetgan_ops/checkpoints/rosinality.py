@@ -106,9 +106,9 @@ def _estimated_w_avg(path, config, state_dict) -> torch.Tensor:
         return torch.cat([G.mapping(chunk)[:, 0] for chunk in z.split(1000)]).mean(dim=0)
 
 
-class _Namespace:
+class Namespace:
     """rosinality's training checkpoints also hold the run's ``argparse.Namespace``: kept as its
-    attribute dict, never used."""
+    attribute dict (``state``)."""
 
     def __setstate__(self, state: Any) -> None:
         if not isinstance(state, dict):
@@ -116,24 +116,36 @@ class _Namespace:
         self.state = state
 
 
-_ALLOWED_GLOBALS = {**TENSOR_GLOBALS, ("argparse", "Namespace"): _Namespace, ("builtins", "set"): set}
+ALLOWED_GLOBALS = {**TENSOR_GLOBALS, ("argparse", "Namespace"): Namespace, ("builtins", "set"): set}
 
 
 def read_checkpoint(path: "str | os.PathLike") -> Checkpoint:
     """Reads a rosinality ``.pt``: ``g_ema`` + ``latent_avg`` as converted models have, a training
     checkpoint (``g``, ``d``, ``g_ema``, optimiser states, ``args``) or a bare generator state dict."""
-    data = read_torch_file(path, _ALLOWED_GLOBALS)
+    data = read_torch_file(path, ALLOWED_GLOBALS)
     if not isinstance(data, dict):
         raise CheckpointError(path, f"the file holds a {type(data).__name__}, not a dict with 'g_ema'")
     if "g_ema" in data or "g" in data:
         g_ema = data.get("g_ema", data.get("g"))
     elif "style.1.weight" in data:
         g_ema = data
+    elif isinstance(data.get("state_dict"), dict) and any(str(k).startswith("encoder.") for k in data["state_dict"]):
+        raise CheckpointError(path, "this is an e4e / pSp encoder checkpoint, not a generator: put it in "
+                                    "models/stylegan_encoders and use Load Encoder, whose 'stylegan' output is its "
+                                    "decoder")
     else:
         raise CheckpointError(path, f"no generator in the file (keys {sorted(map(str, data))[:8]}); expected "
                                     "rosinality's dict with 'g_ema' and 'latent_avg'")
+    latent_avg = data.get("latent_avg")
+    return checkpoint_from_g_ema(path, g_ema, latent_avg if isinstance(latent_avg, torch.Tensor) else None)
+
+
+def checkpoint_from_g_ema(path: "str | os.PathLike", g_ema: Any, latent_avg: Optional[torch.Tensor],
+                          format_name: str = "rosinality .pt") -> Checkpoint:
+    """A rosinality generator state dict and its ``latent_avg`` (``[w_dim]``; None: estimated from
+    the mapping) -> a :class:`Checkpoint` in NVIDIA's names."""
     if not isinstance(g_ema, dict):
-        raise CheckpointError(path, "'g_ema' is not a state dict")
+        raise CheckpointError(path, "the generator's state dict is not a dict")
     try:
         state_dict = nvidia_state_dict(path, g_ema)
     except (IndexError, RuntimeError, ValueError) as e:
@@ -142,11 +154,10 @@ def read_checkpoint(path: "str | os.PathLike") -> Checkpoint:
         raise CheckpointError(path, f"not a rosinality StyleGAN2 generator: a tensor has the wrong shape ({e})") from e
     # rosinality's mapping learning-rate multiplier (lr_mlp) is not stored; every published model uses 0.01.
     config = config_from_state_dict(path, state_dict, {"mapping_lr_multiplier": 0.01})
-    latent_avg = data.get("latent_avg")
-    if isinstance(latent_avg, torch.Tensor):
+    if latent_avg is not None:
         if latent_avg.numel() != config.w_dim:
             raise CheckpointError(path, f"latent_avg has {latent_avg.numel()} values, expected w_dim={config.w_dim}")
         state_dict["mapping.w_avg"] = latent_avg.reshape(-1).float()
     else:
         state_dict["mapping.w_avg"] = _estimated_w_avg(path, config, state_dict)
-    return Checkpoint("rosinality .pt", config, state_dict, os.fspath(path))
+    return Checkpoint(format_name, config, state_dict, os.fspath(path))
