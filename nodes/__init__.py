@@ -4,10 +4,10 @@ Each module in ``_NODE_MODULES`` defines its own ``NODE_CLASS_MAPPINGS`` and
 ``NODE_DISPLAY_NAME_MAPPINGS``; adding a module of nodes is one entry there.
 """
 
-from . import (barbershop_fs, barbershop_labels, comfy_runtime, example_images, face_alignment, inset_boxes,
-               inset_losses, inset_optimize, latent_editing, stylegan_nodes)
+from . import (barbershop_fs, barbershop_labels, comfy_runtime, encoder_nodes, example_images, face_alignment,
+               inset_boxes, inset_losses, inset_optimize, latent_editing, stylegan_nodes)
 
-_NODE_MODULES = (stylegan_nodes, latent_editing, example_images, inset_boxes, face_alignment, inset_losses,
+_NODE_MODULES = (stylegan_nodes, encoder_nodes, latent_editing, example_images, inset_boxes, face_alignment, inset_losses,
                  inset_optimize, barbershop_labels, barbershop_fs)
 
 NODE_CLASS_MAPPINGS: dict = {}

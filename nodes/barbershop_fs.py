@@ -21,6 +21,7 @@ from ..insetgan_ops.checks import check_device, check_generator_images, device_o
 from ..insetgan_ops.fs_cache import EmbeddingCache
 from ..insetgan_ops.fs_compositor import (AlignSettings, BlendSettings, EmbedSettings, FSCode, align_all, blend_all,
                                           paste_back)
+from ..insetgan_ops.latents import Latent
 from ..insetgan_ops.optimization import MAX_STEPS
 from ..insetgan_ops.segmentation import FaceParser
 from ..insetgan_ops.target_mask import parse_mapping
@@ -28,7 +29,7 @@ from ..insetgan_ops.sizes import paste_back_radius
 from . import comfy_runtime
 from .convert import AUTO, from_auto, from_comfy_image, from_comfy_mask, size_input, to_comfy_image, to_comfy_mask
 from .sockets import (BARBERSHOP_TARGET, BOXES, FACE_PARSER, FS_ALIGNMENT, FS_LATENT, LPIPS, REFERENCE_NAMES,
-                      STYLEGAN, CompositeTarget, FSAlignment, FSLatent, ImageBoxes, StyleGANModel)
+                      STYLEGAN, STYLEGAN_LATENT, CompositeTarget, FSAlignment, FSLatent, ImageBoxes, StyleGANModel)
 
 CATEGORY = "InsetGAN/Barbershop"
 PREVIEWS_PER_RUN = 50
@@ -93,17 +94,24 @@ class Embed:
                                                         "has seen faces (Barbershop: 0.001)."),
             "f_weight": _weight(EMBED.f_weight, "Weight keeping F near its W+ value (the paper's term; the official "
                                                 "code leaves it out, 0)."),
+        }, "optional": {
+            "init_latent": (STYLEGAN_LATENT, {"tooltip": "Start the W+ stage here instead of the mean latent (one "
+                                                         "for all images or one each), e.g. Encode Image's codes: "
+                                                         "far fewer W+ steps are needed."}),
         }}
 
     def embed(self, stylegan: StyleGANModel, lpips: torch.nn.Module, image: torch.Tensor, w_steps: int, fs_steps: int,
-              learning_rate: float, mse_weight: float, lpips_weight: float, prior_weight: float, f_weight: float):
+              learning_rate: float, mse_weight: float, lpips_weight: float, prior_weight: float, f_weight: float,
+              init_latent: Optional[Latent] = None):
         G = stylegan.generator
         images = from_comfy_image(image).to(device_of(G))
         check_generator_images(G, images, "the image")
         check_device(device_of(G), lpips, "LPIPS model")
         settings = EmbedSettings(w_steps=w_steps, fs_steps=fs_steps, lr=learning_rate, mse_weight=mse_weight,
                                  lpips_weight=lpips_weight, prior_weight=prior_weight, f_weight=f_weight)
-        code = EMBEDDINGS.embed(G, images, lpips, settings, on_step=_progress("Embed"))
+        if init_latent is not None:
+            init_latent.check_generator(stylegan.identity)
+        code = EMBEDDINGS.embed(G, images, lpips, settings, init=init_latent, on_step=_progress("Embed"))
         return FSLatent(code, stylegan.identity, images), to_comfy_image(code.render(G))
 
 

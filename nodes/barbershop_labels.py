@@ -75,10 +75,7 @@ class LoadFaceParser:
 
     @classmethod
     def IS_CHANGED(cls, model_name, device):
-        try:
-            return os.stat(comfy_runtime.model_path("face_parsing", model_name)).st_mtime_ns
-        except (OSError, ValueError):
-            return float("nan")  # never equal to itself: the node runs and reports the problem
+        return comfy_runtime.model_file_stamp("face_parsing", model_name)
 
     def load(self, model_name: str, device: str):
         path = comfy_runtime.model_path("face_parsing", model_name)

@@ -47,6 +47,7 @@ MODEL_FOLDERS: dict[str, tuple[Path, ...]] = {
     "lpips": (),
     "face_parsing": (PACK_ROOT / "insetgan_ops" / "demo" / "weights",),
     "stylegan_directions": (),
+    "stylegan_encoders": (),
 }
 
 
@@ -228,6 +229,15 @@ def model_path(name: str, filename: str) -> str:
             return str(path)
     raise FileNotFoundError(f"model {filename!r} not found in the {name!r} folders {[str(f) for f in folders]}; "
                             f"put it into $INSETGAN_MODELS_DIR/{name}/ (or ComfyUI's models/{name}/)")
+
+
+def model_file_stamp(name: str, filename: str) -> float:
+    """A loader node's ``IS_CHANGED``: the model file's modification time, or NaN (never equal to
+    itself, so the node runs and reports the problem) when it cannot be found."""
+    try:
+        return os.stat(model_path(name, filename)).st_mtime_ns
+    except (OSError, ValueError):
+        return float("nan")
 
 
 def input_directory() -> str:

@@ -4,7 +4,6 @@ and a rendered sweep (:mod:`insetgan_ops.editing`). Directions travel as ``STYLE
 
 from __future__ import annotations
 
-import os
 from typing import Optional
 
 from ..insetgan_ops import latents
@@ -110,7 +109,7 @@ class LoadDirections:
 
     @classmethod
     def IS_CHANGED(cls, file, **_other_inputs):
-        return os.stat(comfy_runtime.model_path("stylegan_directions", file)).st_mtime_ns
+        return comfy_runtime.model_file_stamp("stylegan_directions", file)
 
     def load(self, stylegan: StyleGANModel, file: str):
         return (load_directions(comfy_runtime.model_path("stylegan_directions", file), stylegan.generator),)

@@ -7,6 +7,7 @@ type                       carries                      made by
 ``STYLEGAN_LATENT``        :class:`~insetgan_ops.latents.Latent`  Sample / Mean / Mix / Load Latent,
                                                         Project Image, Joint Optimize
 ``STYLEGAN_DIRECTIONS``    :class:`~insetgan_ops.editing.Directions`  SeFa / GANSpace Directions
+``STYLEGAN_ENCODER``       :class:`EncoderModel`        Load Encoder
 ``INSETGAN_BOXES``         :class:`ImageBoxes`          Detect Faces, Manual Box, box tools
 ``INSETGAN_FACE_DETECTOR`` :class:`~insetgan_ops.detection.FaceDetector`  Face Detector (MTCNN)
 ``INSETGAN_FACE_ALIGNMENT`` :class:`~insetgan_ops.face_alignment.FaceAlignment`  Align Faces
@@ -36,6 +37,7 @@ import torch
 
 from ..insetgan_ops import boxes as box_ops
 from ..insetgan_ops.box_tracking import BoxSource
+from ..insetgan_ops.encoders import Encoder
 from ..insetgan_ops.fs_compositor import Alignment, FSCode
 from ..insetgan_ops.generator import Generator
 from ..insetgan_ops.joint_optimizer import InsetSpec, JointResult
@@ -45,6 +47,7 @@ from ..insetgan_ops.segmentation import LabelSet
 STYLEGAN = "STYLEGAN"
 STYLEGAN_LATENT = "STYLEGAN_LATENT"
 STYLEGAN_DIRECTIONS = "STYLEGAN_DIRECTIONS"
+STYLEGAN_ENCODER = "STYLEGAN_ENCODER"
 BOXES = "INSETGAN_BOXES"
 FACE_DETECTOR = "INSETGAN_FACE_DETECTOR"
 FACE_ALIGNMENT = "INSETGAN_FACE_ALIGNMENT"
@@ -74,6 +77,15 @@ class StyleGANModel:
     @property
     def name(self) -> str:
         return self.identity.name
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class EncoderModel:
+    """``STYLEGAN_ENCODER``: an e4e / pSp encoder, the generator its codes are for (its decoder) and its file."""
+
+    encoder: Encoder
+    stylegan: StyleGANModel
+    path: str
 
 
 @dataclasses.dataclass(frozen=True)

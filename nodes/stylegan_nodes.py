@@ -89,10 +89,7 @@ class LoadStyleGAN:
 
     @classmethod
     def IS_CHANGED(cls, model_name, device):
-        try:
-            return os.stat(comfy_runtime.model_path("stylegan", model_name)).st_mtime_ns
-        except (OSError, ValueError):
-            return float("nan")  # never equal to itself: the node runs and reports the problem
+        return comfy_runtime.model_file_stamp("stylegan", model_name)
 
     def load(self, model_name: str, device: str):
         return (load_stylegan(model_name, comfy_runtime.resolve_device(device)),)

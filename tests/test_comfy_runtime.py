@@ -123,7 +123,8 @@ def test_comfy_folders_registered_by_appending(runtime, fake_comfy):
                           ("lpips", os.path.join(models, "lpips"), False),
                           ("face_parsing", os.path.join(models, "face_parsing"), False),
                           ("face_parsing", builtin, False),
-                          ("stylegan_directions", os.path.join(models, "stylegan_directions"), False)]
+                          ("stylegan_directions", os.path.join(models, "stylegan_directions"), False),
+                          ("stylegan_encoders", os.path.join(models, "stylegan_encoders"), False)]
 
 
 def test_comfy_model_lookup_goes_through_folder_paths(runtime, fake_comfy, monkeypatch, tmp_path):
