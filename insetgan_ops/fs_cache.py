@@ -3,7 +3,7 @@
 Embedding (hundreds of optimisation steps per image) is the slowest part of a Barbershop
 composite, and artists re-run composites with other masks or mappings on the same photos. An
 embedding is keyed by the SHA-256 of the generator's :func:`~insetgan_ops.latents.fingerprint`,
-the image's pixels (float32), the LPIPS network and the
+the image's pixels (float32), the start of its W+ stage (when given), the LPIPS network and the
 :class:`~insetgan_ops.fs_compositor.EmbedSettings` (every field of it).
 
 Entries live in memory (the least recently used dropped beyond ``max_items``) and, when a
@@ -28,7 +28,7 @@ from safetensors.torch import safe_open
 
 from .fs_compositor import EmbedSettings, FSCode, embed
 from .generator import Generator
-from .latents import fingerprint
+from .latents import Latent, fingerprint
 from .optimization import StepCallback
 from .perceptual import as_perceptual
 from .safetensors_io import write_safetensors
@@ -39,13 +39,18 @@ FORMAT_TAG = "insetgan-fs-code"
 FORMAT_VERSION = "1"
 
 
-def embedding_key(generator_fingerprint: str, image: torch.Tensor, lpips_model, settings: EmbedSettings) -> str:
-    """SHA-256 (hex) of what determines an embedding. image: [3, H, W] or [1, 3, H, W]."""
+def embedding_key(generator_fingerprint: str, image: torch.Tensor, lpips_model, settings: EmbedSettings,
+                  init_ws: Optional[torch.Tensor] = None) -> str:
+    """SHA-256 (hex) of what determines an embedding. image: [3, H, W] or [1, 3, H, W]; init_ws:
+    the start of its W+ stage ``[num_ws, w_dim]`` (None: ``w_avg``)."""
     h = hashlib.sha256(generator_fingerprint.encode())
     pixels = image.detach().to("cpu", torch.float32).contiguous()
     h.update(json.dumps([list(pixels.shape[-3:]), as_perceptual(lpips_model).name, dataclasses.asdict(settings)],
                         sort_keys=True).encode())
     h.update(pixels.numpy().tobytes())
+    if init_ws is not None:
+        h.update(b"init")
+        h.update(init_ws.detach().to("cpu", torch.float32).contiguous().numpy().tobytes())
     return h.hexdigest()
 
 
@@ -110,16 +115,24 @@ class EmbeddingCache:
             self._memory.popitem(last=False)
 
     def embed(self, G: Generator, images: torch.Tensor, lpips_model, settings: EmbedSettings = EmbedSettings(), *,
-              on_step: Optional[StepCallback] = None) -> FSCode:
+              init: Optional[Latent] = None, on_step: Optional[StepCallback] = None) -> FSCode:
         """:func:`~insetgan_ops.fs_compositor.embed` for images ``[B, 3, H, W]``, embedding only those
-        not cached, together in one batch (``on_step`` reports that run; nothing when all are cached)."""
+        not cached, together in one batch (``on_step`` reports that run; nothing when all are cached).
+        ``init``: the W+ start, one latent for all images or one each."""
         fp = fingerprint(G)
         device = images.device
-        keys = [embedding_key(fp, img, lpips_model, settings) for img in images]
+        starts = None
+        if init is not None:
+            if init.batch_size not in (1, len(images)):
+                raise ValueError(f"{init.batch_size} start latents for {len(images)} images: give one or one each")
+            starts = init.ws.expand(len(images), -1, -1)
+        keys = [embedding_key(fp, img, lpips_model, settings, None if starts is None else starts[i])
+                for i, img in enumerate(images)]
         found = {i: self.get(key, fp, device) for i, key in enumerate(keys)}
         missing = [i for i, code in found.items() if code is None]
         if missing:
-            fresh = embed(G, images[missing], lpips_model, settings, on_step=on_step)
+            start = None if init is None else Latent(starts[missing].contiguous(), init.generator)
+            fresh = embed(G, images[missing], lpips_model, settings, init=start, on_step=on_step)
             for row, i in enumerate(missing):
                 found[i] = FSCode(fresh.F[row:row + 1], fresh.ws[row:row + 1], fresh.res)
                 self.put(keys[i], found[i], fp)

@@ -68,6 +68,7 @@ from .generator import Generator, ws_before
 from .optimization import (StepCallback, check_lr, check_steps, check_weights, extended, optimizing, own,
                            report_step, substeps)
 from .perceptual import as_perceptual
+from .latents import Latent
 from .projection import ProjectionSettings, project
 from .resampling import resize, resize_labels, resize_masks
 from .segmentation import FaceParser, LabelSet
@@ -297,7 +298,7 @@ def _lpips_size(G: Generator, lpips_size: int) -> tuple[int, int]:
 
 
 def embed(G: Generator, images: torch.Tensor, lpips_model, settings: EmbedSettings = EmbedSettings(), *,
-          on_step: Optional[StepCallback] = None) -> FSCode:
+          init: Optional[Latent] = None, on_step: Optional[StepCallback] = None) -> FSCode:
     """Embeds images in FS space: W+ first, then F and S.
 
     The W+ stage is :func:`~insetgan_ops.projection.project` (MSE, LPIPS, its W prior, no offset
@@ -310,6 +311,8 @@ def embed(G: Generator, images: torch.Tensor, lpips_model, settings: EmbedSettin
         images: in [-1, 1] at ``G``'s size.
         lpips_model: an ``lpips.LPIPS`` v0.1 (frozen meanwhile).
         settings: schedule and weights.
+        init: a latent of ``G`` the W+ stage starts from (one for all images or one each), e.g. an
+            encoder's codes, which needs far fewer W+ steps; ``w_avg`` when None.
         on_step: progress over ``settings.total_steps`` steps, stages ``"embed W+"`` and ``"embed FS"``.
 
     Returns:
@@ -330,7 +333,7 @@ def embed(G: Generator, images: torch.Tensor, lpips_model, settings: EmbedSettin
         images = own(images, torch.float32)
         small = _lpips_size(G, settings.lpips_size)
         perceptual = PerceptualTarget(lpips_model, resize(images, small))
-        ws = project(G, images, projection, perceptual=lambda x, y: masked_lpips(lpips_model, x, y),
+        ws = project(G, images, projection, perceptual=lambda x, y: masked_lpips(lpips_model, x, y), init=init,
                      on_step=substeps(on_step, 0, total, "embed W+")).latent.ws
 
         k = ws_before(res)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from insetgan_ops import latents
 from insetgan_ops.fs_cache import EmbeddingCache
 from insetgan_ops.fs_compositor import EmbedSettings
 from tests.tiny_generator import tiny_generator
@@ -54,6 +55,22 @@ def test_other_settings_generators_or_pixels_miss(G, lpips_model, images):
     other = tiny_generator(seed=1, img_resolution=32)
     cache.embed(other, images[:1], lpips_model, SETTINGS, on_step=counter)
     assert counter.steps == 12 and len(cache) == 4
+
+
+def test_a_start_latent_is_part_of_the_key_and_is_where_the_w_stage_starts(G, lpips_model, images):
+    cache, counter = EmbeddingCache(), StepCounter()
+    start = latents.sample(G, [7, 8])
+    from_mean = cache.embed(G, images, lpips_model, SETTINGS, on_step=counter)
+    from_start = cache.embed(G, images, lpips_model, SETTINGS, init=start, on_step=counter)
+    assert counter.steps == 6 and len(cache) == 4
+    # a few Adam steps keep each code near where it started
+    near = (from_start.ws - start.ws).abs().mean()
+    assert near < 0.3 and (from_mean.ws - start.ws).abs().mean() > 3 * near
+    again = cache.embed(G, images[1:], lpips_model, SETTINGS, init=latents.Latent(start.ws[1:], start.generator),
+                        on_step=counter)
+    assert counter.steps == 6 and torch.equal(again.F, from_start.F[1:])  # per image: its own start
+    with pytest.raises(ValueError, match="start latents for 2 images"):
+        cache.embed(G, images, lpips_model, SETTINGS, init=latents.sample(G, [1, 2, 3]))
 
 
 def test_a_folder_keeps_embeddings_across_sessions_and_bad_files_are_misses(G, lpips_model, images, tmp_path):

@@ -223,6 +223,12 @@ def test_embed_caches_by_content_and_settings(env, N, embedded_images):
     assert torch.equal(again.code.F[0], first.code.F[0]) and torch.equal(again.code.ws[0], first.code.ws[0])
     run(N, "InsetGANBarbershopEmbed", stylegan=stylegan, lpips=lpips, image=a, **{**EMBED, "fs_steps": 3})
     assert embedded_images == [2, 1, 1]  # other settings: embedded again
+    start, = run(N, "InsetGANSampleLatent", stylegan=stylegan, seed=4, batch_size=1, truncation_psi=1.0,
+                 truncation_cutoff=0)
+    started, _ = run(N, "InsetGANBarbershopEmbed", stylegan=stylegan, lpips=lpips, image=a, **EMBED,
+                     init_latent=start)
+    assert embedded_images == [2, 1, 1, 1]  # another start: embedded again, from there
+    assert (started.code.ws - start.ws).abs().mean() < (first.code.ws[:1] - start.ws).abs().mean()
 
 
 def test_embed_and_align_reject_bad_input(env, N):
