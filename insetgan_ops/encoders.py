@@ -216,11 +216,12 @@ class Encoder(nn.Module):
         """``[B, C, S, S]`` at the input size -> the features of the coarse, middle and fine codes
         (``[B, style_channels, S/16 * 2^k, ...]`` for k = 0, 1, 2)."""
         x = self.input_layer(images)
-        taps = {}
+        taps = []
         for i, unit in enumerate(self.body):
             x = unit(x)
-            taps[i] = x
-        c1, c2, c3 = (taps[i] for i in self.stage_ends[1:])
+            if i in self.stage_ends[1:]:
+                taps.append(x)
+        c1, c2, c3 = taps
         middle = _enlarge_add(c3, self.latlayer1(c2))
         return [c3, middle, _enlarge_add(middle, self.latlayer2(c1))]
 
@@ -301,7 +302,8 @@ def _shape(path, sd: Mapping[str, torch.Tensor], key: str) -> tuple[int, ...]:
 
 
 def config_from_state_dict(path, sd: Mapping[str, torch.Tensor], opts: Mapping[str, Any]) -> EncoderConfig:
-    """The :class:`EncoderConfig` of an encoder state dict (``encoder.`` stripped) and its opts."""
+    """The :class:`EncoderConfig` of an encoder state dict (``encoder.`` stripped) and its opts
+    (the tensors are checked against the model it implies by the loader)."""
     stem = _shape(path, sd, "input_layer.0.weight")
     stages: list[list[int]] = []
     for i in range(_count(sd, "body.")):
@@ -334,13 +336,17 @@ def config_from_state_dict(path, sd: Mapping[str, torch.Tensor], opts: Mapping[s
                                bool(opts.get("start_from_latent_avg", False)))
     except ValueError as e:
         raise CheckpointError(path, f"not a supported encoder: {e}") from e
-    expected = {k: tuple(v.shape) for k, v in Encoder(config).state_dict().items() if k != "latent_avg"}
+    return config
+
+
+def _check_tensors(path, encoder: Encoder, sd: Mapping[str, torch.Tensor]) -> None:
+    """Every tensor of the file is one of ``encoder``'s, with its shape, and none is missing."""
+    expected = {k: tuple(v.shape) for k, v in encoder.state_dict().items() if k != "latent_avg"}
     found = {k: tuple(v.shape) for k, v in sd.items()}
     if expected != found:
         wrong = sorted(set(expected.items()) ^ set(found.items()))[:3]
-        raise CheckpointError(path, f"the encoder's tensors do not form an {config.architecture} "
+        raise CheckpointError(path, f"the encoder's tensors do not form an {encoder.config.architecture} "
                                     f"(first differences: {wrong})")
-    return config
 
 
 def encoder_state_dict(path, data: Mapping[str, Any], prefix: str) -> dict[str, torch.Tensor]:
@@ -400,6 +406,8 @@ def _load_encoder(path: "str | os.PathLike", device: torch.device) -> Encoder:
         raise CheckpointError(path, "the state_dict has no encoder.* tensors: not an e4e / pSp encoder checkpoint")
     check_finite(path, sd)
     config = config_from_state_dict(path, sd, opts)
+    encoder = Encoder(config)
+    _check_tensors(path, encoder, sd)
     decoder = None
     decoder_sd = encoder_state_dict(path, data, "decoder.")
     if decoder_sd:
@@ -411,7 +419,6 @@ def _load_encoder(path: "str | os.PathLike", device: torch.device) -> Encoder:
         if (decoder.num_ws, decoder.w_dim) != (config.num_ws, config.w_dim):
             raise CheckpointError(path, f"the decoder has {decoder.num_ws} x {decoder.w_dim} codes but the encoder "
                                         f"makes {config.num_ws} x {config.w_dim}")
-    encoder = Encoder(config)
     encoder.load_state_dict({**sd, "latent_avg": _latent_avg(path, data, config, decoder)})
     encoder.attach_generator(decoder.to(device) if decoder is not None else None)
     return encoder.to(device)
