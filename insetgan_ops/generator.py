@@ -121,6 +121,11 @@ class GeneratorConfig:
                              f"{self.channel_base} // resolution); raise channel_base to at least "
                              f"{self.img_resolution} or give their channels explicitly")
         object.__setattr__(self, "channels", channels)
+        # One spelling per architecture, so that a file read through any format has one fingerprint: the
+        # mapping's widths as numbers where they exist (NVIDIA's default is w_dim), None where they do not.
+        object.__setattr__(self, "embed_features", (self.embed_features or self.w_dim) if self.c_dim else None)
+        object.__setattr__(self, "layer_features",
+                           (self.layer_features or self.w_dim) if self.mapping_layers > 1 else None)
 
     @property
     def block_resolutions(self) -> list[int]:

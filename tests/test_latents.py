@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -13,6 +14,8 @@ from insetgan_ops import load_generator, save_generator
 from insetgan_ops.latents import (GeneratorIdentity, Latent, LatentFileError, LatentMismatchError, fingerprint,
                                   load_latent, mean, mix, sample, save_latent, synthesize, z_from_seeds)
 from tests.tiny_generator import tiny_generator
+
+DEMO_WEIGHTS = Path(__file__).resolve().parents[1] / "insetgan_ops" / "demo" / "weights"
 
 
 @pytest.fixture(scope="module")
@@ -74,6 +77,19 @@ def test_fingerprint_follows_the_weights_not_the_object(G, tmp_path):
     with torch.no_grad():
         tuned.mapping.w_avg.add_(1e-3)
     assert fingerprint(tuned) != fingerprint(G)
+
+
+def test_fingerprint_is_the_same_through_every_file_format(tmp_path):
+    """The demo face generator (built with the default mapping widths) and the same weights read
+    back from files that state the widths (rosinality's .pt, as in an e4e file's decoder; NVIDIA's
+    pickle) are one generator: a latent made with one drives the others."""
+    from tests.checkpoint_writers import write_nvidia_pickle, write_rosinality_pt
+
+    face = load_generator(DEMO_WEIGHTS / "face.safetensors")
+    write_rosinality_pt(face, tmp_path / "face.pt")
+    write_nvidia_pickle(face, tmp_path / "face.pkl")
+    for name in ("face.pt", "face.pkl"):
+        assert fingerprint(load_generator(tmp_path / name)) == fingerprint(face), name
 
 
 def test_latent_rejects_wrong_shapes(G):
