@@ -33,7 +33,8 @@ comes from a style block: stride-2 3x3 convolutions down to 1x1, then an equalis
 
 ``latent_avg`` is added exactly when ``opts['start_from_latent_avg']`` is true, as the original
 code does. The architecture is read from the tensors' shapes, so an encoder trained with other
-widths or depths in the same format (the pack's demo encoder) loads too.
+widths or depths in the same format (the pack's demo encoder) loads too. :func:`save_encoder`
+writes that format.
 """
 
 from __future__ import annotations
@@ -49,15 +50,17 @@ import torch.nn.functional as F
 from torch import nn
 
 from .checkpoints.common import CheckpointError, check_finite
-from .checkpoints.rosinality import ALLOWED_GLOBALS, Namespace, checkpoint_from_g_ema
+from .checkpoints.rosinality import ALLOWED_GLOBALS, Namespace, checkpoint_from_g_ema, rosinality_state_dict
 from .checkpoints.shapes import build_generator
 from .checkpoints.torch_file import read_torch_file
 from .checks import check_images
 from .generator import Generator
 from .latents import GeneratorIdentity, Latent
 from .resampling import resize
+from .safetensors_io import write_atomically
 
-__all__ = ["ARCHITECTURES", "ENCODE_BATCH", "Encoder", "EncoderConfig", "encode", "encoder_state_dict", "load_encoder"]
+__all__ = ["ARCHITECTURES", "ENCODE_BATCH", "Encoder", "EncoderConfig", "encode", "encoder_state_dict", "load_encoder",
+           "save_encoder"]
 
 ARCHITECTURES = ("Encoder4Editing", "GradualStyleEncoder")
 COARSE_END = 3  # codes 0-2 come from the coarsest features, 3-6 from the middle ones, the rest from the finest
@@ -412,8 +415,11 @@ def _load_encoder(path: "str | os.PathLike", device: torch.device) -> Encoder:
     decoder_sd = encoder_state_dict(path, data, "decoder.")
     if decoder_sd:
         raw_avg = data.get("latent_avg")
-        w_avg = raw_avg.float().reshape(-1, config.w_dim).mean(dim=0) \
-            if isinstance(raw_avg, torch.Tensor) and raw_avg.numel() % config.w_dim == 0 else None
+        w_avg = None
+        if isinstance(raw_avg, torch.Tensor) and raw_avg.numel() % config.w_dim == 0:
+            rows = raw_avg.float().reshape(-1, config.w_dim)
+            # The coaches store one mean w repeated: take it as it is (a mean of equal rows can move its last bit).
+            w_avg = rows[0] if bool((rows == rows[0]).all()) else rows.mean(dim=0)
         checkpoint = checkpoint_from_g_ema(path, decoder_sd, w_avg, f"{config.architecture} decoder")
         decoder = build_generator(path, checkpoint.config, checkpoint.state_dict)
         if (decoder.num_ws, decoder.w_dim) != (config.num_ws, config.w_dim):
@@ -422,3 +428,42 @@ def _load_encoder(path: "str | os.PathLike", device: torch.device) -> Encoder:
     encoder.load_state_dict({**sd, "latent_avg": _latent_avg(path, data, config, decoder)})
     encoder.attach_generator(decoder.to(device) if decoder is not None else None)
     return encoder.to(device)
+
+
+def save_encoder(encoder: Encoder, path: "str | os.PathLike", generator: Optional[Generator] = None, *,
+                 dtype: torch.dtype = torch.float32) -> None:
+    """Writes ``encoder`` as the e4e / pSp training code writes its checkpoints, so that
+    :func:`load_encoder` (and the original projects' loaders) read it.
+
+    ``state_dict`` holds ``encoder.*`` (in ``dtype``: ``torch.float16`` halves the file) and, when
+    ``generator`` (default: ``encoder.generator``) is set, ``decoder.*`` in rosinality's names
+    (float32, so it keeps its weights and its latents' identity); ``opts`` the encoder type, the
+    generator's size (``stylegan_size`` for e4e, ``output_size`` for pSp) and
+    ``start_from_latent_avg``; ``latent_avg`` ``[num_ws, w_dim]`` when it is added (the coaches
+    write it only then). The format keeps the decoder's ``w_avg`` only as ``latent_avg``: an encoder
+    whose ``latent_avg`` is the generator's ``w_avg`` repeated gives back a decoder with the
+    generator's identity, so its latents drive the generator's own file too. Written atomically.
+    """
+    if not dtype.is_floating_point:
+        raise ValueError(f"dtype must be a floating-point type, got {dtype}")
+    G = generator if generator is not None else encoder.generator
+    c = encoder.config
+    if G is not None and (G.num_ws, G.w_dim) != (c.num_ws, c.w_dim):
+        raise ValueError(f"the encoder makes {c.num_ws} x {c.w_dim} W+ codes but the generator takes "
+                         f"{G.num_ws} x {G.w_dim}: save it with the generator it was trained for")
+    if G is not None and not isinstance(G, Generator):
+        raise ValueError(f"e4e / pSp files store a StyleGAN2 decoder, not a {type(G).__name__}")
+    state = {f"encoder.{k}": v.detach().to("cpu", dtype if v.is_floating_point() else v.dtype).clone()
+             for k, v in encoder.state_dict().items() if k != "latent_avg"}
+    if G is not None:
+        state.update({f"decoder.{k}": v for k, v in rosinality_state_dict(G).items()})
+    size = G.img_resolution if G is not None else 2 ** (c.num_ws // 2 + 1)  # num_ws = 2 log2(size) - 2
+    if c.architecture == "Encoder4Editing":
+        opts = {"encoder_type": c.architecture, "stylegan_size": size}
+    else:
+        opts = {"encoder_type": c.architecture, "output_size": size, "input_nc": c.input_channels}
+    opts["start_from_latent_avg"] = c.add_latent_avg
+    checkpoint = {"state_dict": state, "opts": opts}
+    if c.add_latent_avg:  # written only then, as the coaches do
+        checkpoint["latent_avg"] = encoder.latent_avg.detach().to("cpu", torch.float32).clone()
+    write_atomically(path, lambda f: torch.save(checkpoint, f))

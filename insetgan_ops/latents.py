@@ -29,7 +29,7 @@ from safetensors.torch import safe_open
 
 from .checkpoints import CheckpointError
 from .checkpoints.common import check_regular_file
-from .generator import NOISE_MODES, Generator, NoiseMode
+from .generator import NOISE_MODES, Generator, GeneratorConfig, NoiseMode
 from .optimization import StepCallback, report_step
 from .safetensors_io import write_safetensors
 
@@ -53,9 +53,16 @@ class LatentFileError(CheckpointError):
 def fingerprint(G: Generator) -> str:
     """SHA-256 (hex) of ``G``'s configuration and a few of its weight tensors.
 
-    Equal for the same weights on any device; different for generators trained or fine-tuned apart.
+    Equal for the same weights on any device and read from any file format; different for generators
+    trained or fine-tuned apart.
     """
-    h = hashlib.sha256(G.config.to_json().encode())
+    config = G.config
+    if isinstance(config, GeneratorConfig):
+        # ``channels`` holds every block's width; channel_base / channel_max only derived it, and files that
+        # store tensors alone (rosinality's, NVIDIA's) cannot know them: hashed at their defaults.
+        config = dataclasses.replace(config, channel_base=GeneratorConfig.channel_base,
+                                     channel_max=GeneratorConfig.channel_max)
+    h = hashlib.sha256(config.to_json().encode())
     state = G.state_dict()
     for key in G.fingerprint_keys:
         tensor = state[key].detach().to("cpu", torch.float32).contiguous()

@@ -33,6 +33,7 @@ import torch
 
 from insetgan_ops.generator import (FullyConnected, Generator, MappingNetwork, SynthesisBlock, SynthesisLayer,
                                     SynthesisNetwork, ToRGBLayer)
+from insetgan_ops.checkpoints.rosinality import rosinality_state_dict
 from insetgan_ops.stylegan3 import StyleGAN3Config, StyleGAN3Generator, SynthesisInput
 from insetgan_ops.stylegan3 import SynthesisLayer as StyleGAN3Layer
 from insetgan_ops.stylegan3 import SynthesisNetwork as StyleGAN3Synthesis
@@ -424,46 +425,6 @@ def write_tf_pickle(G: Generator, path, protocol: int = 4, build_module_src: str
 
 
 # ------------------------------------------------------------------------------------------- rosinality .pt
-
-def rosinality_state_dict(G: Generator) -> dict[str, torch.Tensor]:
-    """Our generator in rosinality/stylegan2-pytorch's names and shapes, blur kernels included."""
-    sd = {k: v.detach().clone() for k, v in G.state_dict().items()}
-    cfg = G.config
-    out = {}
-    for i in range(cfg.mapping_layers):
-        out[f"style.{i + 1}.weight"] = sd[f"mapping.fc{i}.weight"]
-        out[f"style.{i + 1}.bias"] = sd[f"mapping.fc{i}.bias"]
-    out["input.input"] = sd["synthesis.b4.const"][None]
-    kernel = _resample_filter()
-
-    def styled_conv(prefix: str, src: str) -> None:
-        out[f"{prefix}.conv.weight"] = sd[f"{src}.weight"][None]
-        out[f"{prefix}.conv.modulation.weight"] = sd[f"{src}.affine.weight"]
-        out[f"{prefix}.conv.modulation.bias"] = sd[f"{src}.affine.bias"]
-        out[f"{prefix}.noise.weight"] = sd[f"{src}.noise_strength"].reshape(1)
-        out[f"{prefix}.activate.bias"] = sd[f"{src}.bias"]
-
-    def to_rgb(prefix: str, src: str, upsample: bool) -> None:
-        if upsample:
-            out[f"{prefix}.upsample.kernel"] = kernel * 4
-        out[f"{prefix}.bias"] = sd[f"{src}.bias"].reshape(1, -1, 1, 1)
-        out[f"{prefix}.conv.weight"] = sd[f"{src}.weight"][None]
-        out[f"{prefix}.conv.modulation.weight"] = sd[f"{src}.affine.weight"]
-        out[f"{prefix}.conv.modulation.bias"] = sd[f"{src}.affine.bias"]
-
-    styled_conv("conv1", "synthesis.b4.conv1")
-    to_rgb("to_rgb1", "synthesis.b4.torgb", upsample=False)
-    out["noises.noise_0"] = sd["synthesis.b4.conv1.noise_const"][None, None]
-    for i, res in enumerate(cfg.block_resolutions[1:]):
-        log2 = int(math.log2(res))
-        styled_conv(f"convs.{2 * i}", f"synthesis.b{res}.conv0")
-        out[f"convs.{2 * i}.conv.blur.kernel"] = kernel * 4
-        styled_conv(f"convs.{2 * i + 1}", f"synthesis.b{res}.conv1")
-        to_rgb(f"to_rgbs.{i}", f"synthesis.b{res}.torgb", upsample=True)
-        out[f"noises.noise_{2 * log2 - 5}"] = sd[f"synthesis.b{res}.conv0.noise_const"][None, None]
-        out[f"noises.noise_{2 * log2 - 4}"] = sd[f"synthesis.b{res}.conv1.noise_const"][None, None]
-    return out
-
 
 def write_rosinality_pt(G: Generator, path, legacy_format: bool = False) -> None:
     """A converted rosinality model, as convert_weight.py writes it and Barbershop ships it:

@@ -116,7 +116,7 @@ def write_small_encoder(path, G, architecture: str = "Encoder4Editing", seed: in
     """A narrow encoder (input 32 px) for generator ``G``, with ``G`` as its decoder in rosinality's
     names, in the official checkpoint layout."""
     from insetgan_ops.encoders import Encoder, EncoderConfig
-    from tests.checkpoint_writers import rosinality_state_dict
+    from insetgan_ops.checkpoints.rosinality import rosinality_state_dict
 
     config = EncoderConfig(architecture, G.num_ws, G.w_dim, stem_channels=8,
                            stages=((8, 1), (12, 1), (16, 1), (24, 1)), squeeze_reduction=4, style_convs=1)

@@ -9,7 +9,9 @@ from safetensors.torch import load_file
 
 from insetgan_ops import latents
 from insetgan_ops.checkpoints import CheckpointError, load_generator
-from insetgan_ops.encoders import Encoder, EncoderConfig, encode, load_encoder
+from insetgan_ops.checkpoints.rosinality import rosinality_state_dict
+from insetgan_ops.encoders import Encoder, EncoderConfig, encode, load_encoder, save_encoder
+from insetgan_ops.generator import Generator, GeneratorConfig
 from tests.checkpoint_writers import write_rosinality_pt
 from tests.encoder_checkpoints import (REFERENCE, reference_case, seeded_images, seeded_state_dict,
                                        write_reference_checkpoint, write_small_encoder)
@@ -172,3 +174,69 @@ def test_reference_key_lists_are_the_pack_encoder_layout():
         assert ours == theirs
         assert seeded_state_dict({"encoder.body.0.res_layer.1.weight": ([4, 4, 3, 3], "float32")}, 1)[
             "encoder.body.0.res_layer.1.weight"].std() > 0
+
+
+def _trained_looking_encoder(G, architecture: str = "Encoder4Editing", add_latent_avg: bool = True) -> Encoder:
+    """A small encoder for ``G`` with seeded weights everywhere (BatchNorm statistics included)."""
+    config = EncoderConfig(architecture, G.num_ws, G.w_dim, stem_channels=8, stages=((8, 1), (12, 1), (16, 1), (24, 1)),
+                           squeeze_reduction=4, style_convs=1, add_latent_avg=add_latent_avg)
+    encoder = Encoder(config)
+    shapes = {k: (list(v.shape), str(v.dtype).removeprefix("torch.")) for k, v in encoder.state_dict().items()}
+    encoder.load_state_dict({**seeded_state_dict(shapes, 3), "latent_avg": G.mapping.w_avg.expand(G.num_ws, -1)})
+    encoder.attach_generator(G)
+    return encoder
+
+
+@pytest.mark.parametrize("architecture, add_latent_avg", [("Encoder4Editing", True), ("GradualStyleEncoder", False)])
+def test_a_saved_encoder_loads_back_with_its_decoder(tmp_path, architecture, add_latent_avg):
+    G = tiny_generator(0, img_resolution=32)
+    encoder = _trained_looking_encoder(G, architecture, add_latent_avg)
+    path = tmp_path / "encoder.pt"
+    save_encoder(encoder, path)
+    data = torch.load(path, weights_only=True)  # the layout the coaches write
+    assert set(data) == ({"state_dict", "opts", "latent_avg"} if add_latent_avg else {"state_dict", "opts"})
+    assert data["opts"]["encoder_type"] == architecture
+    assert data["opts"]["stylegan_size" if architecture == "Encoder4Editing" else "output_size"] == 32
+    loaded = load_encoder(path)
+    assert loaded.config == encoder.config
+    images = seeded_images(2, 32, 4)
+    with torch.no_grad():
+        assert torch.equal(loaded(images), encoder(images))
+    if add_latent_avg:  # the file's only record of the decoder's w_avg; without it, w_avg is estimated
+        assert latents.fingerprint(loaded.generator) == latents.fingerprint(G)  # its latents are G's
+
+
+def test_a_half_precision_encoder_file_is_half_the_size_and_encodes_alike(tmp_path):
+    G = tiny_generator(0, img_resolution=32)
+    encoder = _trained_looking_encoder(G)
+    save_encoder(encoder, tmp_path / "full.pt", dtype=torch.float32)
+    save_encoder(encoder, tmp_path / "half.pt", dtype=torch.float16)
+    full, half = (tmp_path / "full.pt").stat().st_size, (tmp_path / "half.pt").stat().st_size
+    decoder = sum(v.numel() * 4 for v in rosinality_state_dict(G).values())
+    assert half - decoder < 0.6 * (full - decoder)
+    images = seeded_images(2, 32, 4)
+    with torch.no_grad():
+        _close(load_encoder(tmp_path / "half.pt")(images), encoder(images), 1e-2)
+    assert latents.fingerprint(load_encoder(tmp_path / "half.pt").generator) == latents.fingerprint(G)
+
+
+def test_save_encoder_refuses_a_generator_of_other_codes_and_leaves_no_file(tmp_path):
+    encoder = _trained_looking_encoder(tiny_generator(0, img_resolution=32))
+    with pytest.raises(ValueError, match="W\\+ codes"):
+        save_encoder(encoder, tmp_path / "e.pt", tiny_generator(0, img_resolution=64))
+    with pytest.raises(OSError):
+        save_encoder(encoder, tmp_path / "missing" / "e.pt")
+    assert not list(tmp_path.rglob("*.pt*"))
+
+
+def test_the_decoder_is_written_in_the_original_names_and_shapes():
+    """rosinality_state_dict of a 32 px, 512-wide generator (rosinality's Generator(32, 512, 8,
+    channel_multiplier=2)) has the reference decoder's keys, shapes and FIR kernels."""
+    case = reference_case("e4e_32")
+    theirs = {k.removeprefix("decoder."): shape for k, (shape, _) in case["state_dict"].items()
+              if k.startswith("decoder.")}
+    G = Generator(GeneratorConfig(z_dim=512, w_dim=512, img_resolution=32, mapping_layers=8))
+    ours = rosinality_state_dict(G)
+    assert {k: list(v.shape) for k, v in ours.items()} == theirs
+    kernel = seeded_state_dict({"decoder.convs.0.conv.blur.kernel": (theirs["convs.0.conv.blur.kernel"], "float32")}, 0)
+    assert torch.equal(ours["convs.0.conv.blur.kernel"], kernel["decoder.convs.0.conv.blur.kernel"])

@@ -3,6 +3,7 @@ into NVIDIA's layout.
 
 The file is a ``torch.save`` dict with ``g_ema`` (the generator's state dict) and usually
 ``latent_avg``; it is read by :mod:`.torch_file`, so nothing in it can run.
+:func:`rosinality_state_dict` goes the other way (e4e / pSp files store their decoder so).
 
 =============================  ==========================================  ========================
 rosinality                     NVIDIA                                      transform
@@ -34,6 +35,7 @@ from typing import Any, Mapping, Optional
 
 import torch
 
+from ..generator import Generator
 from .common import Checkpoint, CheckpointError
 from .shapes import build_generator, config_from_state_dict
 from .tensors import TENSOR_GLOBALS
@@ -161,3 +163,42 @@ def checkpoint_from_g_ema(path: "str | os.PathLike", g_ema: Any, latent_avg: Opt
     else:
         state_dict["mapping.w_avg"] = _estimated_w_avg(path, config, state_dict)
     return Checkpoint(format_name, config, state_dict, os.fspath(path))
+
+
+_STYLED_CONV_PARAMS = ("conv.weight", "conv.modulation.weight", "conv.modulation.bias", "noise.weight", "activate.bias")
+_TO_RGB_PARAMS = ("conv.weight", "conv.modulation.weight", "conv.modulation.bias", "bias")
+_ROSINALITY_SHAPES = {"conv.weight": lambda t: (1, *t.shape), "noise.weight": lambda t: (1,),
+                      "bias": lambda t: (1, -1, 1, 1)}
+
+
+def _blur_kernel() -> torch.Tensor:
+    """rosinality's stored resampling kernel: [1,3,3,1] x [1,3,3,1] normalised, times 4 (the gain of 2x)."""
+    k = torch.tensor([1.0, 3.0, 3.0, 1.0])
+    return k.outer(k) / 16
+
+
+def rosinality_state_dict(G: Generator) -> dict[str, torch.Tensor]:
+    """``G``'s weights (a StyleGAN2) in rosinality's names and shapes, resampling kernels included:
+    the inverse of :func:`nvidia_state_dict` (``latent_avg`` is not part of it). CPU copies."""
+    sd = {k: v.detach().to("cpu").clone() for k, v in G.state_dict().items()}
+    out: dict[str, torch.Tensor] = {}
+    for i in range(G.config.mapping_layers):
+        for param in ("weight", "bias"):
+            out[f"style.{i + 1}.{param}"] = sd[f"mapping.fc{i}.{param}"]
+    out["input.input"] = sd["synthesis.b4.const"][None]
+    upsampling_blocks = len(G.config.block_resolutions) - 1
+    layers = [("conv1", None), ("to_rgb1", None), *(("convs", i) for i in range(2 * upsampling_blocks)),
+              *(("to_rgbs", i) for i in range(upsampling_blocks))]
+    for module, index in layers:
+        prefix, source = module if index is None else f"{module}.{index}", _layer_name(module, index)
+        for name in _TO_RGB_PARAMS if module.startswith("to_rgb") else _STYLED_CONV_PARAMS:
+            tensor = sd[f"{source}.{_LAYER_PARAMS[name][0]}"]
+            out[f"{prefix}.{name}"] = tensor.reshape(_ROSINALITY_SHAPES[name](tensor)) \
+                if name in _ROSINALITY_SHAPES else tensor
+        if module == "to_rgbs":
+            out[f"{prefix}.upsample.kernel"] = _blur_kernel()
+        elif module == "convs" and index % 2 == 0:
+            out[f"{prefix}.conv.blur.kernel"] = _blur_kernel()
+    for k in range(2 * len(G.config.block_resolutions) - 1):
+        out[f"noises.noise_{k}"] = sd[f"{_noise_layer(k)}.noise_const"][None, None]
+    return out
