@@ -63,6 +63,30 @@ def test_the_rest_of_latent_space_stays_in_place(G, tuned):
     assert psnr(child, parent) > 25
 
 
+def test_with_pti_defaults_other_faces_move_less_than_a_slight_blur_by_the_perceptual_measure(G):
+    """PTI asks that samples of the tuned generator stay within LPIPS 0.05 of the parent's, about a
+    tenth of the distance between two different faces. Here the measure is the pack's own perceptual
+    distance on the demo models (the demo face parser's features; trained LPIPS weights are not
+    shipped), by which two different demo faces are about 0.05 apart: with PTI's default settings,
+    sixteen other faces move less than a 3x3 blur moves them, and less than half the distance
+    between two different faces."""
+    from insetgan_ops.face_parsers import load_face_parser
+    from insetgan_ops.perceptual import ParserFeatures
+
+    target = renderer.render_faces(1, 90210)["image"]
+    pivot = project(G, target, ProjectionSettings(steps=100, w_samples=1024))
+    result = pivotal_tuning(G, target, pivot.latent, PivotalTuningSettings())
+    assert psnr(result.image, target) >= psnr(pivot.image, target) + 3
+    measure = ParserFeatures(load_face_parser(WEIGHTS_DIR / "face_parser.safetensors"))
+    others = latents.sample(G, range(100, 116), truncation_psi=0.7)
+    with torch.no_grad():
+        parent, child = G.synthesis(others.ws), result.generator.synthesis(others.ws)
+        drift = measure(child, parent).mean()
+        blurred = measure(torch.nn.functional.avg_pool2d(parent, 3, 1, 1, count_include_pad=False), parent).mean()
+        between = measure(parent, parent.roll(1, dims=0)).mean()
+    assert drift < blurred and drift < 0.5 * between, (drift, blurred, between)
+
+
 def test_the_locality_term_is_what_keeps_it_in_place(G, tuned):
     target, pivot, result = tuned
     free = pivot_tuning(G, target, pivot.latent, locality_weight=0.0)
