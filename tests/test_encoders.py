@@ -240,3 +240,25 @@ def test_the_decoder_is_written_in_the_original_names_and_shapes():
     assert {k: list(v.shape) for k, v in ours.items()} == theirs
     kernel = seeded_state_dict({"decoder.convs.0.conv.blur.kernel": (theirs["convs.0.conv.blur.kernel"], "float32")}, 0)
     assert torch.equal(ours["convs.0.conv.blur.kernel"], kernel["decoder.convs.0.conv.blur.kernel"])
+
+
+def test_the_decoder_of_an_encoder_made_from_a_tf_model_is_that_model(tmp_path):
+    """The published encoders' decoders are rosinality's conversion of NVIDIA's TF generator, with its
+    dlatent_avg as latent_avg (repeated per code): read back, the decoder and the TF pickle are one
+    generator, so encoded latents drive the user's own copy of the model."""
+    from tests.checkpoint_writers import write_tf_pickle
+    from tests.encoder_checkpoints import write_official_checkpoint
+
+    G = tiny_generator(2, img_resolution=32)
+    write_tf_pickle(G, tmp_path / "stylegan2-config-f.pkl")
+    encoder = _trained_looking_encoder(G)
+    state = {f"encoder.{k}": v for k, v in encoder.state_dict().items() if k != "latent_avg"}
+    state.update({f"decoder.{k}": v for k, v in rosinality_state_dict(G).items()})
+    write_official_checkpoint(tmp_path / "e4e.pt", state, {"encoder_type": "Encoder4Editing", "stylegan_size": 32,
+                                                           "start_from_latent_avg": True},
+                              G.mapping.w_avg.detach().repeat(G.num_ws, 1))
+    decoder = load_encoder(tmp_path / "e4e.pt").generator
+    tf_model = load_generator(tmp_path / "stylegan2-config-f.pkl")
+    assert latents.fingerprint(decoder) == latents.fingerprint(tf_model)
+    latent = encode(load_encoder(tmp_path / "e4e.pt"), seeded_images(1, 32, 5))
+    latent.check_generator(latents.GeneratorIdentity.of(tf_model))  # strict: no error
