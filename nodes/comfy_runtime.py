@@ -42,12 +42,13 @@ PREVIEWS_PER_RUN = 25
 
 # Model folder names this pack registers, each with the folders inside the pack that also serve it
 # (files found there appear by name next to the user's own models, without being copied).
+DEMO_WEIGHTS = PACK_ROOT / "insetgan_ops" / "demo" / "weights"
 MODEL_FOLDERS: dict[str, tuple[Path, ...]] = {
-    "stylegan": (PACK_ROOT / "insetgan_ops" / "demo" / "weights",),
+    "stylegan": (DEMO_WEIGHTS,),
     "lpips": (),
-    "face_parsing": (PACK_ROOT / "insetgan_ops" / "demo" / "weights",),
+    "face_parsing": (DEMO_WEIGHTS,),
     "stylegan_directions": (),
-    "stylegan_encoders": (),
+    "stylegan_encoders": (DEMO_WEIGHTS,),
 }
 
 

@@ -38,8 +38,9 @@ def load_encoder_model(encoder_name: str, device: torch.device) -> EncoderModel:
 class LoadEncoder:
     DESCRIPTION = ("Loads an image encoder from ComfyUI's models/stylegan_encoders folder: the official "
                    "encoder4editing (e4e_ffhq_encode.pt) or pixel2style2pixel (psp_ffhq_encode.pt) checkpoints, "
-                   "or one written like them. Nothing in the file is executed. The file's decoder comes out as "
-                   "the generator the codes are for.")
+                   "or one written like them, such as the pack's demo face encoder (face_encoder.pt, listed "
+                   "without a download). Nothing in the file is executed. The file's decoder comes out as the "
+                   "generator the codes are for.")
     CATEGORY = CATEGORY
     RETURN_TYPES = (STYLEGAN_ENCODER, STYLEGAN)
     RETURN_NAMES = ("encoder", "stylegan")
@@ -51,7 +52,8 @@ class LoadEncoder:
     def INPUT_TYPES(cls):
         return {"required": {
             "encoder_name": (comfy_runtime.list_models(FOLDER, (".pt", ".pth")), {
-                "tooltip": "Encoder checkpoint in models/stylegan_encoders."}),
+                "tooltip": "Encoder checkpoint in models/stylegan_encoders; face_encoder.pt is the pack's demo "
+                           "encoder for the demo face generator."}),
             "device": (["auto", "cpu"], {
                 "default": "auto",
                 "tooltip": "auto: ComfyUI's device (CUDA, MPS or CPU). cpu: keep the encoder off the GPU."}),

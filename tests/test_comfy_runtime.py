@@ -124,7 +124,8 @@ def test_comfy_folders_registered_by_appending(runtime, fake_comfy):
                           ("face_parsing", os.path.join(models, "face_parsing"), False),
                           ("face_parsing", builtin, False),
                           ("stylegan_directions", os.path.join(models, "stylegan_directions"), False),
-                          ("stylegan_encoders", os.path.join(models, "stylegan_encoders"), False)]
+                          ("stylegan_encoders", os.path.join(models, "stylegan_encoders"), False),
+                          ("stylegan_encoders", builtin, False)]
 
 
 def test_comfy_model_lookup_goes_through_folder_paths(runtime, fake_comfy, monkeypatch, tmp_path):

@@ -30,7 +30,7 @@ def env(pack, monkeypatch, tmp_path):
 
 def test_load_encoder_lists_loads_and_caches(env, N):
     names = N["InsetGANLoadEncoder"].INPUT_TYPES()["required"]["encoder_name"][0]
-    assert names == ["broken.pt", "e4e_tiny.pt"]
+    assert names == ["broken.pt", "e4e_tiny.pt", "face_encoder.pt"]  # the user's files and the demo encoder
     encoder, stylegan = run(N, "InsetGANLoadEncoder", encoder_name="e4e_tiny.pt", device="cpu")
     assert stylegan.name == "e4e_tiny.pt (decoder)" and stylegan.generator is encoder.encoder.generator
     assert not stylegan.generator.synthesis.b4.const.is_inference()  # can be optimised and tuned

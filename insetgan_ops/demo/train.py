@@ -6,6 +6,7 @@
     python -m insetgan_ops.demo.train face_sg3 --out runs/face_sg3         # 32x32 StyleGAN3-T faces
     python -m insetgan_ops.demo.train canvas --out runs/canvas --resume    # continue an interrupted run
     python -m insetgan_ops.demo.train segmenter --out runs/segmenter       # the demo face parser
+    python -m insetgan_ops.demo.train encoder --out runs/encoder           # the demo face encoder (e4e layout)
 
 Training is StyleGAN2's (StyleGAN3 trains with the same losses; its layers' input-magnitude averages
 follow the images made for the discriminator): non-saturating logistic loss, lazy R1 regularisation of the discriminator
@@ -402,10 +403,26 @@ def _train_segmenter(args: argparse.Namespace, device: torch.device) -> None:
     train_segmenter(out_path=args.export or DEMO_FACE_PARSER, log=log.info, device=device, **options)
 
 
+def _train_encoder(args: argparse.Namespace, device: torch.device) -> None:
+    """The ``encoder`` model: the demo face encoder, trained by :func:`.encoder.train_encoder` for
+    the shipped face generator."""
+    from ..checkpoints import load_generator
+    from .encoder import DEMO_FACE_ENCODER, DEMO_FACE_GENERATOR, train_encoder
+
+    log = _make_logger(Path(args.out))
+    options = {k: v for k, v in (("steps", args.steps), ("batch", args.batch), ("seed", args.seed)) if v is not None}
+    train_encoder(load_generator(DEMO_FACE_GENERATOR), out_path=args.export or DEMO_FACE_ENCODER, log=log.info,
+                  device=device, **options)
+
+
+ONE_GO_MODELS = {"segmenter": _train_segmenter, "encoder": _train_encoder}
+"""Models trained in one run (no sample grids, checkpoints or resuming), by name."""
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m insetgan_ops.demo.train", description=__doc__.split("\n\n")[0])
-    parser.add_argument("model", choices=[*sorted(PRESETS), "segmenter"],
-                        help="which demo generator to train, or the demo face parser")
+    parser.add_argument("model", choices=[*sorted(PRESETS), *ONE_GO_MODELS],
+                        help="which demo generator to train, or the demo face parser or face encoder")
     parser.add_argument("--out", required=True, help="run folder: log, sample grids, checkpoints")
     parser.add_argument("--steps", type=int, help="total training steps (default: the preset's)")
     parser.add_argument("--batch", type=int, help="images per step (default: the preset's)")
@@ -415,13 +432,16 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
     parser.add_argument("--device", default=None, help="torch device (default: cuda if available, else cpu)")
     parser.add_argument("--export", default=None,
-                        help="where to write the final EMA generator (default: insetgan_ops/demo/weights/<model>.safetensors)")
+                        help="where to write the final EMA generator (default: insetgan_ops/demo/weights/"
+                             "<model>.safetensors), or the segmenter's or encoder's file (default: "
+                             "face_parser.safetensors, face_encoder.pt there)")
     args = parser.parse_args(argv)
     device = torch.device(args.device) if args.device else default_device()
-    if args.model == "segmenter":
+    if args.model in ONE_GO_MODELS:
         if args.resume or args.sample_every or args.checkpoint_every:
-            parser.error("the segmenter trains in one go: --resume, --sample-every and --checkpoint-every do not apply")
-        _train_segmenter(args, device)
+            parser.error(f"the {args.model} trains in one go: --resume, --sample-every and --checkpoint-every do "
+                         "not apply")
+        ONE_GO_MODELS[args.model](args, device)
         return 0
     export = args.export or WEIGHTS_DIR / f"{args.model}.safetensors"
     if args.resume:
