@@ -87,3 +87,20 @@ def test_evaluation_runs_on_the_demo_models(models):
     assert len(embedding["default"]["psnr"]) == 2
     # 12 + 6 steps reconstruct better than 2 + 1
     assert embedding["default"]["mean_psnr"] > embedding["compared"]["mean_psnr"]
+
+
+def test_an_encoder_start_embeds_better_in_the_same_steps(models):
+    """With the demo face encoder's codes as the start, one W+ step and no FS step reconstruct
+    rendered faces better than the same step from w_avg. (Rendering from F drops the RGB skip of the
+    blocks below F, so without FS steps neither gets far: the FS stage does most of the embedding,
+    which is why on the demo models a short FS stage is enough from either start; docs/barbershop.md.)"""
+    from insetgan_ops.demo.barbershop_eval import embedding_quality
+    from insetgan_ops.demo.encoder import DEMO_FACE_ENCODER
+    from insetgan_ops.encoders import load_encoder
+
+    G, _, lpips_model = models
+    faces = render_faces(2, 7)["image"]
+    one_step = EmbedSettings(w_steps=1, fs_steps=0)
+    from_mean = embedding_quality(G, lpips_model, faces, one_step)
+    from_encoder = embedding_quality(G, lpips_model, faces, one_step, encoder=load_encoder(DEMO_FACE_ENCODER))
+    assert from_encoder["mean_psnr"] > from_mean["mean_psnr"] + 1, (from_mean["mean_psnr"], from_encoder["mean_psnr"])

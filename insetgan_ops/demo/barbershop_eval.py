@@ -17,9 +17,14 @@ Writes to ``--out``:
     the result), ``label_agreement`` (fraction of all pixels whose parsed label is the target's),
     ``outside_l1`` and ``outside_lpips`` (result vs the identity's FS reconstruction, away from
     the edited area: outside ``changed`` dilated by the blend's radius), ``seconds``; their means;
-    the steps each stage took. Then ``embedding``: ``default`` (the library's schedule) and
-    ``compared`` (the official step counts, :data:`OFFICIAL_SCHEDULE`): PSNR and LPIPS of each
-    face's FS reconstruction against the face, per face and mean, and seconds.
+    the steps each stage took. Then ``embedding``: ``default`` (the schedule's embedding, by
+    default the library's) and, unless ``--no-official``, ``compared`` (the official step counts,
+    :data:`OFFICIAL_SCHEDULE`): PSNR and LPIPS of each face's FS reconstruction against the face,
+    per face and mean, and seconds.
+
+``--encoder FILE`` starts every embedding from an encoder's codes (e.g. the demo face encoder,
+``insetgan_ops/demo/weights/face_encoder.pt``) and ``--embed-steps W FS`` sets the embedding's
+W+ and FS steps: together they measure how few steps an encoder start needs.
 
 The optimisations' perceptual model is, by default, the face parser's features
 (:class:`~insetgan_ops.perceptual.ParserFeatures`, as the demo templates use); ``--perceptual alex``
@@ -43,6 +48,7 @@ import torch
 from PIL import Image
 
 from ..checkpoints import load_generator
+from ..encoders import Encoder, encode, load_encoder
 from ..face_parsers import load_face_parser
 from ..fs_compositor import AlignSettings, BlendSettings, EmbedSettings, align_all, blend_all, embed, masked_lpips
 from ..generator import Generator
@@ -146,12 +152,18 @@ class _StepCounter:
         self.steps[stage] += 1
 
 
+def _start(G: Generator, encoder: Optional[Encoder], images: torch.Tensor):
+    """The embedding's starting latent: ``encoder``'s codes for ``images``, or None (``w_avg``)."""
+    return None if encoder is None else encode(encoder, images, G)
+
+
 def transfer_hair(G: Generator, parser: FaceParser, lpips_model, identity: torch.Tensor, reference: torch.Tensor,
-                  schedule: Schedule = Schedule(), metric=None) -> dict:
+                  schedule: Schedule = Schedule(), metric=None, encoder: Optional[Encoder] = None) -> dict:
     """The whole pipeline for one pair, measured. identity, reference: [1, 3, H, W] in [-1, 1].
 
     ``lpips_model`` is the perceptual model the optimisations use; ``metric`` (default: the same)
-    the LPIPS that measures the result outside the edit.
+    the LPIPS that measures the result outside the edit; ``encoder``, when given, gives the
+    embedding its start (timed with the rest).
 
     Returns the figures (see the module's doc), ``steps`` per stage, and the tensors ``images``
     [5, 3, H, W] (identity, reference, target labels, result, result labels; labels colourised).
@@ -159,7 +171,7 @@ def transfer_hair(G: Generator, parser: FaceParser, lpips_model, identity: torch
     counter = _StepCounter()
     start = time.perf_counter()
     images = torch.cat([identity, reference])
-    code = embed(G, images, lpips_model, schedule.embed, on_step=counter)
+    code = embed(G, images, lpips_model, schedule.embed, init=_start(G, encoder, images), on_step=counter)
     codes = [type(code)(code.F[i:i + 1], code.ws[i:i + 1], code.res) for i in range(2)]
     with torch.no_grad():
         labels = parser.parse(images)
@@ -192,11 +204,13 @@ def transfer_hair(G: Generator, parser: FaceParser, lpips_model, identity: torch
 
 
 def embedding_quality(G: Generator, lpips_model, images: torch.Tensor,
-                      settings: EmbedSettings = EmbedSettings(), metric=None) -> dict:
+                      settings: EmbedSettings = EmbedSettings(), metric=None,
+                      encoder: Optional[Encoder] = None) -> dict:
     """PSNR and LPIPS (``metric``, default ``lpips_model``) of the FS reconstructions of ``images``
-    [N, 3, H, W] in [-1, 1], embedded with ``settings`` and ``lpips_model``: per image and mean."""
+    [N, 3, H, W] in [-1, 1], embedded with ``settings`` and ``lpips_model`` (from ``encoder``'s
+    codes when given): per image and mean."""
     start = time.perf_counter()
-    code = embed(G, images, lpips_model, settings)
+    code = embed(G, images, lpips_model, settings, init=_start(G, encoder, images))
     seconds = time.perf_counter() - start
     with torch.no_grad():
         reconstruction = code.render(G)
@@ -213,11 +227,11 @@ def _mean(rows: Iterable[dict], key: str) -> float:
 
 def evaluate(G: Generator, parser: FaceParser, lpips_model, pairs: int = 4, seed: int = 0,
              schedule: Schedule = Schedule(), compare_with: Optional[EmbedSettings] = OFFICIAL_SCHEDULE.embed,
-             metric=None) -> tuple[dict, torch.Tensor]:
+             metric=None, encoder: Optional[Encoder] = None) -> tuple[dict, torch.Tensor]:
     """Hair transfer on ``pairs`` pairs of rendered faces (identities from renderer seed ``seed``,
-    references from ``seed + 1``) with ``schedule`` (e.g. a short one for tests), and, unless
-    ``compare_with`` is None, the embedding of the same faces with ``schedule.embed`` against
-    ``compare_with``.
+    references from ``seed + 1``) with ``schedule`` (e.g. a short one for tests), and the embedding
+    of the same faces with ``schedule.embed`` and, unless ``compare_with`` is None, with
+    ``compare_with`` (both from ``encoder``'s codes when given, else from ``w_avg``).
 
     Returns (figures, images [pairs * 5, 3, H, W] for the sheet).
     """
@@ -229,7 +243,7 @@ def evaluate(G: Generator, parser: FaceParser, lpips_model, pairs: int = 4, seed
     rows, sheet = [], []
     for i, j in chosen:
         row = transfer_hair(G, parser, lpips_model, identities["image"][i:i + 1].to(device),
-                            references["image"][j:j + 1].to(device), schedule, metric)
+                            references["image"][j:j + 1].to(device), schedule, metric, encoder)
         sheet.append(row.pop("images").cpu())
         rows.append({"identity": [seed, i], "reference": [seed + 1, j], **row})
     steps = rows[0]["steps"]
@@ -239,13 +253,11 @@ def evaluate(G: Generator, parser: FaceParser, lpips_model, pairs: int = 4, seed
                                               "seconds")},
         "steps": {"per_stage": steps, "total": sum(steps.values()), "official_total": OFFICIAL_SCHEDULE.total_steps()},
     }
+    faces = torch.cat([torch.cat([identities["image"][i:i + 1], references["image"][j:j + 1]])
+                       for i, j in chosen]).to(device)
+    figures["embedding"] = {"default": embedding_quality(G, lpips_model, faces, schedule.embed, metric, encoder)}
     if compare_with is not None:
-        faces = torch.cat([torch.cat([identities["image"][i:i + 1], references["image"][j:j + 1]])
-                           for i, j in chosen]).to(device)
-        figures["embedding"] = {
-            "default": embedding_quality(G, lpips_model, faces, schedule.embed, metric),
-            "compared": embedding_quality(G, lpips_model, faces, compare_with, metric),
-        }
+        figures["embedding"]["compared"] = embedding_quality(G, lpips_model, faces, compare_with, metric, encoder)
     return figures, torch.cat(sheet)
 
 
@@ -282,16 +294,27 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     cli.add_argument("--perceptual", choices=PERCEPTUAL_CHOICES, default="parser",
                      help="the optimisations' perceptual model: the face parser's features (what the demo templates "
                           "use) or AlexNet LPIPS; the figures' LPIPS is AlexNet either way")
+    cli.add_argument("--encoder", default=None,
+                     help="an e4e / pSp file for the generator (e.g. insetgan_ops/demo/weights/face_encoder.pt): "
+                          "every embedding starts from its codes instead of the average latent")
+    cli.add_argument("--embed-steps", type=int, nargs=2, metavar=("W", "FS"), default=None,
+                     help="the embedding's W+ and FS steps (default: the library's, "
+                          f"{EmbedSettings().w_steps} and {EmbedSettings().fs_steps})")
     cli.add_argument("--device", default="cpu")
     args = cli.parse_args(argv)
     os.makedirs(args.out, exist_ok=True)
     G = load_generator(args.generator, args.device).eval().requires_grad_(False)
     parser = load_face_parser(args.parser, args.device)
+    encoder = load_encoder(args.encoder, args.device) if args.encoder else None
     metric, trained = lpips_for_evaluation(args.device)
     perceptual = ParserFeatures(parser) if args.perceptual == "parser" else metric
-    figures, images = evaluate(G, parser, perceptual, args.pairs, args.seed,
-                               compare_with=None if args.no_official else OFFICIAL_SCHEDULE.embed, metric=metric)
+    schedule = Schedule() if args.embed_steps is None else \
+        Schedule(embed=EmbedSettings(w_steps=args.embed_steps[0], fs_steps=args.embed_steps[1]))
+    figures, images = evaluate(G, parser, perceptual, args.pairs, args.seed, schedule,
+                               compare_with=None if args.no_official else OFFICIAL_SCHEDULE.embed, metric=metric,
+                               encoder=encoder)
     figures["perceptual"] = args.perceptual
+    figures["start"] = f"encoder {os.path.basename(args.encoder)}" if args.encoder else "w_avg"
     figures["lpips_backbone"] = "AlexNet, ImageNet weights" if trained else \
         f"AlexNet, untrained (seed {LPIPS_SEED}): ImageNet weights not found, distances are not perceptual"
     with open(os.path.join(args.out, "barbershop_eval.json"), "w") as f:
