@@ -72,6 +72,11 @@ def _step_timer(device: torch.device, times: dict[str, list[float]]):
     return on_step
 
 
+def _row(label: str, seconds: float, baseline: "float | None" = None) -> None:
+    speed_up = f"  ({baseline / seconds:.1f}x faster)" if baseline else ""
+    print(f"  {label:<50} {seconds:9.3f} s{speed_up}")
+
+
 def _models(config: str, device: torch.device):
     """(encoder, generator, perceptual model) of the configuration."""
     if config == "demo":
@@ -105,7 +110,7 @@ def main() -> None:
           f"{torch.get_num_threads()} threads; one image, {G.img_height}x{G.img_width}; "
           f"{'full runs' if full else f'median of {steps} steps, projected'}")
     encode_seconds = _seconds(device, lambda: encode(encoder, image, G))
-    print(f"  encoder forward pass                         {encode_seconds * 1000:9.1f} ms")
+    _row("encoder forward pass", encode_seconds)
 
     def projection(total_steps: int, init) -> float:
         if full:
@@ -119,8 +124,8 @@ def main() -> None:
     start = encode(encoder, image, G)
     from_mean = projection(PROJECTION_STEPS, None)
     refined = projection(REFINE_STEPS, start) + encode_seconds
-    print(f"  projection from w_avg, {PROJECTION_STEPS} steps               {from_mean:9.2f} s")
-    print(f"  encoder + projection, {REFINE_STEPS} steps                 {refined:9.2f} s  ({from_mean / refined:.1f}x faster)")
+    _row(f"projection from w_avg, {PROJECTION_STEPS} steps", from_mean)
+    _row(f"encoder + projection, {REFINE_STEPS} steps", refined, from_mean)
 
     def embedding(settings: fs.EmbedSettings, init) -> float:
         if full:
@@ -133,10 +138,8 @@ def main() -> None:
 
     default = embedding(fs.EmbedSettings(), None)
     fast = embedding(ENCODER_EMBED, start) + encode_seconds
-    print(f"  Barbershop embedding from w_avg, W+ {fs.EmbedSettings().w_steps} + FS {fs.EmbedSettings().fs_steps}    "
-          f"{default:9.2f} s")
-    print(f"  encoder + embedding, W+ {ENCODER_EMBED.w_steps} + FS {ENCODER_EMBED.fs_steps}              "
-          f"{fast:9.2f} s  ({default / fast:.1f}x faster)")
+    _row(f"Barbershop embedding from w_avg, W+ {fs.EmbedSettings().w_steps} + FS {fs.EmbedSettings().fs_steps}", default)
+    _row(f"encoder + embedding, W+ {ENCODER_EMBED.w_steps} + FS {ENCODER_EMBED.fs_steps}", fast, default)
 
 
 if __name__ == "__main__":
