@@ -46,7 +46,7 @@ from .renderer import render_faces
 from .segmenter import DEMO_FACE_PARSER
 
 WAYS = ("encoder", "projection", "short_projection", "encoder_projection")
-_ZOOM = 3
+_ZOOM = 2
 
 
 @torch.no_grad()
