@@ -11,7 +11,7 @@ the median time of ``--steps`` steps is projected to the full step counts.
 
 Rows: one encoder forward pass; projection from ``w_avg`` (500 steps) and from the encoder's codes
 (50 steps); Barbershop's embedding with the library's schedule from ``w_avg`` (W+ 200 + FS 300)
-and the encoder-start schedule (:data:`ENCODER_EMBED`).
+and the encoder-start schedule (``ENCODER_START_EMBED``, W+ 25 + FS 125).
 """
 
 from __future__ import annotations
@@ -36,8 +36,6 @@ from insetgan_ops.perceptual import ParserFeatures  # noqa: E402
 from insetgan_ops.projection import ProjectionSettings, project  # noqa: E402
 
 PROJECTION_STEPS, REFINE_STEPS = 500, 50
-ENCODER_EMBED = fs.EmbedSettings(w_steps=25, fs_steps=125)
-"""The embedding schedule measured with encoder starts (a third of the default's steps or less)."""
 
 
 def _synchronize(device: torch.device) -> None:
@@ -136,10 +134,11 @@ def main() -> None:
         median = {stage: sorted(t)[len(t) // 2] for stage, t in times.items()}
         return median["embed W+"] * settings.w_steps + median["embed FS"] * settings.fs_steps
 
-    default = embedding(fs.EmbedSettings(), None)
-    fast = embedding(ENCODER_EMBED, start) + encode_seconds
-    _row(f"Barbershop embedding from w_avg, W+ {fs.EmbedSettings().w_steps} + FS {fs.EmbedSettings().fs_steps}", default)
-    _row(f"encoder + embedding, W+ {ENCODER_EMBED.w_steps} + FS {ENCODER_EMBED.fs_steps}", fast, default)
+    usual, short = fs.EmbedSettings(), fs.ENCODER_START_EMBED
+    default = embedding(usual, None)
+    fast = embedding(short, start) + encode_seconds
+    _row(f"Barbershop embedding from w_avg, W+ {usual.w_steps} + FS {usual.fs_steps}", default)
+    _row(f"encoder + embedding, W+ {short.w_steps} + FS {short.fs_steps}", fast, default)
 
 
 if __name__ == "__main__":

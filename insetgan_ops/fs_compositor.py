@@ -75,10 +75,10 @@ from .segmentation import FaceParser, LabelSet
 from .sizes import paste_back_radius, resolve
 from .target_mask import LabelSource, dilate, erode, feather, label_owners, to_label_map
 
-__all__ = ["FSCode", "EmbedSettings", "AlignSettings", "BlendSettings", "LentRegion", "CompositeRegions",
-           "CompositeResult", "Alignment", "default_fs_resolution", "PerceptualTarget", "masked_lpips", "masked_mse",
-           "masked_style_loss", "embed", "align", "mix_structures", "blend", "align_all", "blend_all", "composite",
-           "paste_back", "paste_weight"]
+__all__ = ["FSCode", "EmbedSettings", "ENCODER_START_EMBED", "AlignSettings", "BlendSettings", "LentRegion",
+           "CompositeRegions", "CompositeResult", "Alignment", "default_fs_resolution", "PerceptualTarget",
+           "masked_lpips", "masked_mse", "masked_style_loss", "embed", "align", "mix_structures", "blend", "align_all",
+           "blend_all", "composite", "paste_back", "paste_weight"]
 
 _STYLE_LAYERS = 4
 
@@ -114,6 +114,11 @@ class EmbedSettings:
     def total_steps(self) -> int:
         """Steps of one embedding (a batch is embedded in one run)."""
         return self.w_steps + self.fs_steps
+
+
+ENCODER_START_EMBED = EmbedSettings(w_steps=25, fs_steps=125)
+"""The embedding schedule for a start from an encoder's codes (``embed(..., init=...)``): 30 % of
+the default's steps, measured to keep Barbershop's hair agreement (docs/barbershop.md)."""
 
 
 @dataclasses.dataclass(frozen=True)

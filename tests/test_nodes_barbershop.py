@@ -416,17 +416,22 @@ def test_workflow_reproduces_and_reembeds_only_the_changed_image(env, N, pack, m
 
 @pytest.mark.parametrize("path", WORKFLOWS, ids=[p.stem for p in WORKFLOWS])
 def test_example_workflow_stores_the_default_schedule(N, path):
-    """A user who opens an example gets the library's schedule, not one from an older version."""
+    """A user who opens an example gets the library's schedule, not one from an older version; an
+    Embed that starts from an encoder's latent gets the library's encoder-start schedule."""
+    from insetgan_ops.fs_compositor import ENCODER_START_EMBED
+
     prompt = to_api_prompt(json.loads(path.read_text()), N)
     checked = 0
     for node in prompt.values():
         if node["class_type"] not in ("InsetGANBarbershopEmbed", "InsetGANBarbershopAlign", "InsetGANBarbershopBlend"):
             continue
         required = N[node["class_type"]].INPUT_TYPES()["required"]
+        encoder_start = {"w_steps": ENCODER_START_EMBED.w_steps, "fs_steps": ENCODER_START_EMBED.fs_steps} \
+            if "init_latent" in node["inputs"] else {}
         for name, value in node["inputs"].items():
             spec = required.get(name)
             if spec is not None and isinstance(spec[0], str) and spec[0] in ("INT", "FLOAT") and name != "seed":
-                assert value == spec[1]["default"], f"{node['class_type']}.{name}"
+                assert value == encoder_start.get(name, spec[1]["default"]), f"{node['class_type']}.{name}"
                 checked += 1
     assert checked >= 15
 
