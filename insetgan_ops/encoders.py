@@ -448,11 +448,11 @@ def save_encoder(encoder: Encoder, path: "str | os.PathLike", generator: Optiona
         raise ValueError(f"dtype must be a floating-point type, got {dtype}")
     G = generator if generator is not None else encoder.generator
     c = encoder.config
+    if G is not None and not isinstance(G, Generator):
+        raise ValueError(f"e4e / pSp files store a StyleGAN2 decoder, not a {type(G).__name__}")
     if G is not None and (G.num_ws, G.w_dim) != (c.num_ws, c.w_dim):
         raise ValueError(f"the encoder makes {c.num_ws} x {c.w_dim} W+ codes but the generator takes "
                          f"{G.num_ws} x {G.w_dim}: save it with the generator it was trained for")
-    if G is not None and not isinstance(G, Generator):
-        raise ValueError(f"e4e / pSp files store a StyleGAN2 decoder, not a {type(G).__name__}")
     state = {f"encoder.{k}": v.detach().to("cpu", dtype if v.is_floating_point() else v.dtype).clone()
              for k, v in encoder.state_dict().items() if k != "latent_avg"}
     if G is not None:

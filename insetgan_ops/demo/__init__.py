@@ -2,7 +2,9 @@
 
 ``renderer``: a procedural, seeded dataset of people (full bodies, face close-ups with face-parsing
 labels, shoe close-ups). ``segmenter``: a small face parser trained on the rendered faces.
-``train``: the demo generators' and the parser's training. ``insetgan_job``: the demo job.
+``encoder``: an e4e-layout encoder for the demo face generator. ``train``: the demo generators',
+the parser's and the encoder's training. ``insetgan_job``: the demo job. ``quality``,
+``barbershop_eval`` and ``encoder_eval`` measure them.
 The library never imports this package; it uses the library.
 """
 
