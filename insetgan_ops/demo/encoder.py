@@ -28,7 +28,6 @@ from __future__ import annotations
 import math
 import os
 import time
-from pathlib import Path
 from typing import Callable
 
 import torch
@@ -36,12 +35,11 @@ import torch
 from ..encoders import Encoder, EncoderConfig, save_encoder
 from ..generator import Generator
 from ..projection import w_statistics
+from .barbershop_eval import DEMO_FACE_GENERATOR
 from .renderer import render_faces
 
-WEIGHTS = Path(__file__).resolve().parent / "weights"
-DEMO_FACE_ENCODER = WEIGHTS / "face_encoder.pt"
+DEMO_FACE_ENCODER = DEMO_FACE_GENERATOR.parent / "face_encoder.pt"
 """The shipped encoder (with the demo face generator as its decoder), trained by :func:`train_encoder`."""
-DEMO_FACE_GENERATOR = WEIGHTS / "face.safetensors"
 
 HELD_OUT_SEED = 2**31
 """Seed of evaluation faces and codes. Training renders step ``i`` from seed ``seed * 2**20 + i``
