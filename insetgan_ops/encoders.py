@@ -66,6 +66,7 @@ ARCHITECTURES = ("Encoder4Editing", "GradualStyleEncoder")
 COARSE_END = 3  # codes 0-2 come from the coarsest features, 3-6 from the middle ones, the rest from the finest
 MIDDLE_END = 7
 ENCODE_BATCH = 8  # images per forward pass of encode()
+_MAX_UNITS = 100  # backbone units an encoder may have (IR-SE50 has 24, IR-SE152 50)
 _OTHER_ENCODERS = ("SingleStyleCodeEncoder", "BackboneEncoderUsingLastLayerIntoW",
                    "BackboneEncoderUsingLastLayerIntoWPlus")
 
@@ -100,6 +101,9 @@ class EncoderConfig:
                              f"got {self.stages}")
         if not 1 <= self.num_ws <= 32 or not 1 <= self.style_convs <= 8:
             raise ValueError(f"num_ws={self.num_ws} and style_convs={self.style_convs} out of range")
+        units = sum(u for _, u in self.stages)
+        if units > _MAX_UNITS:
+            raise ValueError(f"{units} backbone units; IR-SE backbones have at most {_MAX_UNITS} (IR-SE152: 50)")
 
     @property
     def input_size(self) -> int:
@@ -291,9 +295,11 @@ def _architecture(path, opts: Mapping[str, Any]) -> str:
 
 
 def _count(keys, prefix: str) -> int:
-    """Number of consecutive ``<prefix><i>.`` indices present, from 0."""
+    """Number of consecutive ``<prefix><i>.`` indices present, from 0 (one pass over the keys)."""
+    pattern = re.compile(re.escape(prefix) + r"(\d{1,9})\.")
+    found = {int(m.group(1)) for k in keys if (m := pattern.match(k))}
     n = 0
-    while any(k.startswith(f"{prefix}{n}.") for k in keys):
+    while n in found:
         n += 1
     return n
 
@@ -342,13 +348,16 @@ def config_from_state_dict(path, sd: Mapping[str, torch.Tensor], opts: Mapping[s
     return config
 
 
-def _check_tensors(path, encoder: Encoder, sd: Mapping[str, torch.Tensor]) -> None:
-    """Every tensor of the file is one of ``encoder``'s, with its shape, and none is missing."""
-    expected = {k: tuple(v.shape) for k, v in encoder.state_dict().items() if k != "latent_avg"}
+def _check_tensors(path, config: EncoderConfig, sd: Mapping[str, torch.Tensor]) -> None:
+    """Every tensor of the file is one of the encoder's that ``config`` describes, with its shape, and
+    none is missing. The model is laid out on the meta device, so a file whose few tensors imply a
+    huge model is refused before anything is allocated."""
+    with torch.device("meta"):
+        expected = {k: tuple(v.shape) for k, v in Encoder(config).state_dict().items() if k != "latent_avg"}
     found = {k: tuple(v.shape) for k, v in sd.items()}
     if expected != found:
         wrong = sorted(set(expected.items()) ^ set(found.items()))[:3]
-        raise CheckpointError(path, f"the encoder's tensors do not form an {encoder.config.architecture} "
+        raise CheckpointError(path, f"the encoder's tensors do not form an {config.architecture} "
                                     f"(first differences: {wrong})")
 
 
@@ -407,14 +416,14 @@ def _load_encoder(path: "str | os.PathLike", device: torch.device) -> Encoder:
     sd = encoder_state_dict(path, data, "encoder.")
     if not sd:
         raise CheckpointError(path, "the state_dict has no encoder.* tensors: not an e4e / pSp encoder checkpoint")
-    check_finite(path, sd)
+    raw_avg = data.get("latent_avg")
+    check_finite(path, {**sd, **({"latent_avg": raw_avg} if isinstance(raw_avg, torch.Tensor) else {})})
     config = config_from_state_dict(path, sd, opts)
+    _check_tensors(path, config, sd)
     encoder = Encoder(config)
-    _check_tensors(path, encoder, sd)
     decoder = None
     decoder_sd = encoder_state_dict(path, data, "decoder.")
     if decoder_sd:
-        raw_avg = data.get("latent_avg")
         w_avg = None
         if isinstance(raw_avg, torch.Tensor) and raw_avg.numel() % config.w_dim == 0:
             rows = raw_avg.float().reshape(-1, config.w_dim)

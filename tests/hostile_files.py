@@ -66,6 +66,7 @@ from insetgan_ops.target_mask import dilate, feather
 from tests.checkpoint_writers import (_NVIDIA_GLOBALS, PersistentRecord, TFNetwork, _registered_as, nvidia_snapshot,
                                       rosinality_state_dict, stylegan3_record, tf_networks, write_pickle,
                                       write_rosinality_pt, write_tf_pickle)
+from tests.encoder_checkpoints import write_small_encoder
 from tests.tiny_generator import tiny_generator
 
 # ============================================================================================= the harness
@@ -808,7 +809,7 @@ def _directory(folder: Path, name: str) -> Path:
 
 # What each loader's files are called: a pipe or a folder under that name must be refused, not opened.
 LOADER_FILE_NAMES = {"generator": "network-snapshot.pkl", "latent": "latent.safetensors",
-                     "face_parser": "79999_iter.pth"}
+                     "face_parser": "79999_iter.pth", "encoder": "e4e_ffhq_encode.pt"}
 
 
 def fifo_writer(loader: str) -> Callable[[Path, Path], Path]:
@@ -1236,6 +1237,53 @@ def write_int_storage_key_legacy_pt(folder: Path, sentinel: Path) -> Path:
         pass
     path.write_bytes(data[:start] + pickle.dumps([int(k) for k in keys], protocol=2) + data[stream.tell():])
     return path
+
+
+# ================================================================================== e4e / pSp encoder files
+
+def _encoder_checkpoint() -> dict:
+    """A small e4e-format encoder of the tiny generator, with it as its decoder, as the coaches write it
+    (:func:`tests.encoder_checkpoints.write_small_encoder`), read back as the dict they save."""
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "e4e.pt"
+        write_small_encoder(path, _generator())
+        return torch.load(path, weights_only=True)
+
+
+def _save_encoder_checkpoint(folder: Path, checkpoint: dict) -> Path:
+    path = folder / LOADER_FILE_NAMES["encoder"]
+    torch.save(checkpoint, path)
+    return path
+
+
+def write_encoder_style_width(folder: Path, sentinel: Path) -> Path:
+    """An e4e file whose last backbone stage starts with a 2^16-channel unit (one 256 KB tensor): the
+    style blocks it implies are 2^16 x 2^16 x 3 x 3 convolutions (150 GB each)."""
+    checkpoint = _encoder_checkpoint()
+    checkpoint["state_dict"]["encoder.body.3.res_layer.1.weight"] = torch.zeros(2**16, 1, 1, 1)
+    return _save_encoder_checkpoint(folder, checkpoint)
+
+
+def write_encoder_many_units(folder: Path, sentinel: Path) -> Path:
+    """An e4e file naming 10^5 backbone units, their tensors views of one small storage (stored once)."""
+    checkpoint = _encoder_checkpoint()
+    shared = torch.zeros(24, 1, 1, 1)
+    checkpoint["state_dict"].update({f"encoder.body.{i}.res_layer.1.weight": shared for i in range(4, 10**5)})
+    return _save_encoder_checkpoint(folder, checkpoint)
+
+
+def write_encoder_nan_latent_avg(folder: Path, sentinel: Path) -> Path:
+    """An e4e file whose latent_avg (added to every code) is NaN."""
+    checkpoint = _encoder_checkpoint()
+    checkpoint["latent_avg"] = torch.full_like(checkpoint["latent_avg"], float("nan"))
+    return _save_encoder_checkpoint(folder, checkpoint)
+
+
+def write_encoder_opts_os_system(folder: Path, sentinel: Path) -> Path:
+    """An e4e file whose opts hold an object that runs a shell command when unpickled."""
+    checkpoint = _encoder_checkpoint()
+    checkpoint["opts"]["exp_dir"] = Payload(sentinel)
+    return _save_encoder_checkpoint(folder, checkpoint)
 
 
 # ================================================================================== hostile library inputs

@@ -19,6 +19,7 @@ import pytest
 import torch
 
 from insetgan_ops.checkpoints import load_generator
+from insetgan_ops.encoders import load_encoder
 from insetgan_ops.face_parsers import load_face_parser, save_face_parser
 from insetgan_ops.latents import load_latent
 from insetgan_ops.lpips_loader import backbone_filename
@@ -27,7 +28,7 @@ from tests.checkpoint_writers import write_nvidia_pickle
 from tests.tiny_generator import tiny_generator
 
 LOADERS = {"generator": load_generator, "latent": load_latent, "face_parser": load_face_parser,
-           "lpips": hf.load_alexnet_lpips}
+           "lpips": hf.load_alexnet_lpips, "encoder": load_encoder}
 
 
 def case(case_id: str, loader: str, writer, match: str = ""):
@@ -122,6 +123,11 @@ FILE_CASES = [
     case("memory-stylegan3-pkl-filter-size-1e8", "generator", hf.write_stylegan3_filter_size_pkl),
     case("garbage-stylegan3-pkl-nan-magnitude-ema", "generator", hf.write_stylegan3_nan_magnitude_pkl),
     case("weak-stylegan3-pkl-os-system", "generator", hf.write_stylegan3_os_system_pkl),
+    # e4e / pSp encoder files: shapes that imply absurd models, key lists that make a count quadratic
+    case("memory-e4e-style-width-2e16", "encoder", hf.write_encoder_style_width),
+    case("hang-e4e-backbone-units-1e5", "encoder", hf.write_encoder_many_units),
+    case("garbage-e4e-nan-latent-avg", "encoder", hf.write_encoder_nan_latent_avg),
+    case("weak-e4e-opts-os-system", "encoder", hf.write_encoder_opts_os_system),
 ]
 
 
