@@ -10,7 +10,12 @@ from typing import Optional, Sequence
 
 import torch
 
-__all__ = ["check_images", "check_generator_images", "check_size", "as_mask_batch", "device_of", "check_device"]
+__all__ = ["ASPECT_TOLERANCE", "check_images", "check_aspect", "check_generator_images", "check_size", "as_mask_batch",
+           "device_of", "check_device"]
+
+ASPECT_TOLERANCE = 0.02
+"""How far (relative) images' width / height may differ from a network's before they are refused
+rather than resized: a few pixels of rounding pass, a stretched face does not."""
 
 
 def _shape_of(value) -> str:
@@ -25,6 +30,14 @@ def check_images(images: torch.Tensor, what: str = "images", channels: Optional[
         raise ValueError(f"{what} must be a tensor {layout}, got {_shape_of(images)}")
     if not images.is_floating_point():
         raise ValueError(f"{what} must be floating point (images in [-1, 1]), got {images.dtype}")
+
+
+def check_aspect(images: torch.Tensor, height: int, width: int, what: str, fix: str) -> None:
+    """Raises unless ``images [B, C, H, W]`` have the aspect of ``height x width`` (within
+    :data:`ASPECT_TOLERANCE`); ``fix`` ends the message with what to do."""
+    h, w = images.shape[2:]
+    if abs((w / h) / (width / height) - 1) > ASPECT_TOLERANCE:
+        raise ValueError(f"{what} are {h}x{w} (height x width) but {height}x{width} images are expected; {fix}")
 
 
 def check_generator_images(G, images: torch.Tensor, what: str = "images") -> None:

@@ -53,7 +53,7 @@ from .checkpoints.common import CheckpointError, check_finite
 from .checkpoints.rosinality import ALLOWED_GLOBALS, Namespace, checkpoint_from_g_ema, rosinality_state_dict
 from .checkpoints.shapes import build_generator
 from .checkpoints.torch_file import read_torch_file
-from .checks import check_images
+from .checks import check_aspect, check_images
 from .generator import Generator
 from .latents import GeneratorIdentity, Latent
 from .resampling import resize
@@ -258,6 +258,9 @@ def encode(encoder: Encoder, images: torch.Tensor, generator: Optional[Generator
     """Encodes ``images [B, 3, H, W]`` in [-1, 1] into a :class:`~insetgan_ops.latents.Latent` of
     ``generator`` (default: the encoder's own decoder), :data:`ENCODE_BATCH` images at a time.
 
+    The images must be square face crops (``H == W`` within :data:`~insetgan_ops.checks.ASPECT_TOLERANCE`)
+    of any size, resized to the encoder's input; others are refused rather than stretched.
+
     ``generator`` must have the encoder's W+ shape; it should be the generator the encoder was
     trained for (the same weights in another file format are fine).
     """
@@ -268,6 +271,9 @@ def encode(encoder: Encoder, images: torch.Tensor, generator: Optional[Generator
         raise ValueError(f"the encoder makes {encoder.num_ws} x {encoder.w_dim} W+ codes but the generator takes "
                          f"{G.num_ws} x {G.w_dim}: use the generator the encoder was trained for")
     check_images(images, "images", channels=encoder.config.input_channels)
+    size = encoder.config.input_size
+    check_aspect(images, size, size, "the images", "the encoder takes square face crops: align photos with "
+                 "align_faces (in ComfyUI: Align Faces (FFHQ)) or crop them square first")
     with torch.no_grad():
         ws = torch.cat([encoder(chunk) for chunk in images.split(ENCODE_BATCH)])
     return Latent(ws.to(G.w_avg.device), GeneratorIdentity.of(G, name))

@@ -30,7 +30,7 @@ from typing import Callable, Optional
 
 import torch
 
-from .checks import as_mask_batch, check_device
+from .checks import as_mask_batch, check_aspect, check_device
 from .generator import Generator
 from .latents import GeneratorIdentity, Latent
 from .optimization import StepCallback, check_lr, check_steps, check_weights, optimizing, own, report_step
@@ -39,8 +39,6 @@ from .wplus import WPlusCode, ramped_lr
 
 __all__ = ["Projection", "ProjectionSettings", "project", "w_statistics"]
 
-# How far the target's aspect may differ from the generator's before it is refused (relative).
-_ASPECT_TOLERANCE = 0.02
 # The shorter side below which images are enlarged for the perceptual network (AlexNet needs > 32).
 _MIN_PERCEPTUAL_SIDE = 64
 
@@ -104,10 +102,8 @@ def prepare_target(G: Generator, target: torch.Tensor) -> torch.Tensor:
         raise ValueError(f"target must be images [B, {G.img_channels}, H, W] in [-1, 1], got {shape}")
     if not torch.isfinite(target).all():
         raise ValueError("the target image holds NaN or infinite values; check the node or code that made it")
-    h, w = target.shape[2:]
-    if abs((w / h) / (G.img_width / G.img_height) - 1) > _ASPECT_TOLERANCE:
-        raise ValueError(f"the target is {h}x{w} (height x width) but the generator makes {G.img_height}x"
-                         f"{G.img_width} images; crop the target to the generator's aspect first")
+    check_aspect(target, G.img_height, G.img_width, "the target images",
+                 "crop the target to the generator's aspect first")
     return resize(own(target, torch.float32, G.w_avg.device), (G.img_height, G.img_width))
 
 

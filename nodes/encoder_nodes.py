@@ -83,7 +83,8 @@ class EncodeImage:
     def INPUT_TYPES(cls):
         return {"required": {
             "encoder": (STYLEGAN_ENCODER, {"tooltip": "An encoder from Load Encoder."}),
-            "image": ("IMAGE", {"tooltip": "Images of any size; each is resized to the encoder's input size."}),
+            "image": ("IMAGE", {"tooltip": "Square face images of any size (photos through Align Faces (FFHQ)); each is "
+                                           "resized to the encoder's input size."}),
         }}
 
     def encode(self, encoder: EncoderModel, image: torch.Tensor):

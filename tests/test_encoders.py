@@ -93,6 +93,9 @@ def test_encode_gives_latents_of_the_decoder_at_any_image_size(tmp_path, archite
         assert torch.allclose(raw[:, 0], block0, atol=1e-5)
     with pytest.raises(ValueError, match="W\\+ codes"):
         encode(encoder, images, tiny_generator(1, img_resolution=64))
+    encode(encoder, torch.nn.functional.interpolate(images, size=(64, 63)))  # a pixel of rounding passes
+    with pytest.raises(ValueError, match="32x48 .*square face crops"):  # a stretched face is refused
+        encode(encoder, torch.nn.functional.interpolate(images, size=(32, 48)))
 
 
 def test_an_encoder_file_without_decoder_loads_and_needs_a_generator(tmp_path):
