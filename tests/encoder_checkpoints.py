@@ -90,6 +90,29 @@ def write_official_checkpoint(path, state_dict: Mapping[str, torch.Tensor], opts
     torch.save(save, path)
 
 
+def e4e_training_state(state_dict: Mapping[str, torch.Tensor], w_dim: int, seed: int = 0) -> dict[str, Any]:
+    """What e4e's coach adds to a checkpoint with ``--save_training_data`` and a latent-code
+    discriminator (``w_discriminator_lambda > 0``): the step, the encoder optimiser's state, the best
+    validation loss, and the discriminator (``mlp``: three ``w_dim`` linear layers with leaky ReLUs,
+    then one output) with its Adam state. The optimisers' states are real: each took one step."""
+    torch.manual_seed(seed)
+    params = [torch.nn.Parameter(v.clone()) for k, v in state_dict.items()
+              if k.startswith("encoder.") and v.is_floating_point()]
+    discriminator = torch.nn.Module()
+    discriminator.mlp = torch.nn.Sequential(
+        *(m for _ in range(3) for m in (torch.nn.Linear(w_dim, w_dim), torch.nn.LeakyReLU(0.2))),
+        torch.nn.Linear(w_dim, 1))
+    optimisers = [torch.optim.Adam(params, lr=1e-4), torch.optim.Adam(discriminator.parameters(), lr=2e-5)]
+    for optimiser in optimisers:
+        for group in optimiser.param_groups:
+            for p in group["params"]:
+                p.grad = torch.ones_like(p)
+        optimiser.step()
+    return {"global_step": 20_000, "optimizer": optimisers[0].state_dict(), "best_val_loss": 0.25,
+            "discriminator_state_dict": discriminator.state_dict(),
+            "discriminator_optimizer_state_dict": optimisers[1].state_dict()}
+
+
 def reference_case(name: str) -> dict[str, Any]:
     """``tests/data/reference_encoders/<name>.json``: opts, key shapes, seed, latent_avg shape."""
     return json.loads((REFERENCE / f"{name}.json").read_text())

@@ -13,8 +13,8 @@ from insetgan_ops.checkpoints.rosinality import rosinality_state_dict
 from insetgan_ops.encoders import Encoder, EncoderConfig, encode, load_encoder, save_encoder
 from insetgan_ops.generator import Generator, GeneratorConfig
 from tests.checkpoint_writers import write_rosinality_pt
-from tests.encoder_checkpoints import (REFERENCE, reference_case, seeded_images, seeded_state_dict,
-                                       write_reference_checkpoint, write_small_encoder)
+from tests.encoder_checkpoints import (REFERENCE, e4e_training_state, reference_case, seeded_images,
+                                       seeded_state_dict, write_reference_checkpoint, write_small_encoder)
 from tests.hostile_files import Payload
 from tests.tiny_generator import tiny_generator
 
@@ -110,6 +110,20 @@ def test_an_encoder_file_without_decoder_loads_and_needs_a_generator(tmp_path):
     with pytest.raises(ValueError, match="no decoder"):
         encode(encoder, seeded_images(1, 32, 0))
     assert encode(encoder, seeded_images(1, 32, 0), G).generator.fingerprint == latents.fingerprint(G)
+
+
+def test_a_checkpoint_saved_with_its_training_state_gives_the_same_encoder(tmp_path):
+    """e4e's --save_training_data adds the optimiser's state, the latent discriminator and its
+    optimiser's state next to the weights; they are read past."""
+    G = tiny_generator(0, img_resolution=32)
+    plain, full = tmp_path / "plain.pt", tmp_path / "full.pt"
+    write_small_encoder(plain, G)
+    data = torch.load(plain, weights_only=True)
+    torch.save({**data, **e4e_training_state(data["state_dict"], G.w_dim)}, full)
+    images = seeded_images(2, 32, 0)
+    encoder = load_encoder(full)
+    assert torch.equal(encode(encoder, images).ws, encode(load_encoder(plain), images).ws)
+    assert encoder.generator is not None and latents.fingerprint(encoder.generator) == latents.fingerprint(G)
 
 
 def _rewrite(path, change) -> None:
