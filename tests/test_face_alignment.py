@@ -12,7 +12,8 @@ import torch.nn.functional as F
 from PIL import Image
 
 from insetgan_ops.detection import FaceDetector
-from insetgan_ops.face_alignment import align_faces, crop_matrices, ffhq_quad, paste_aligned
+from insetgan_ops.face_alignment import _blurred_samples, align_faces, crop_matrices, ffhq_quad, paste_aligned
+from insetgan_ops.resampling import gaussian_blur
 
 PHOTO = Path(__file__).resolve().parents[1] / "example_images" / "astronaut.png"
 
@@ -136,6 +137,21 @@ def test_where_the_crop_leaves_the_photo_it_is_filled_as_ffhq_does(photo, landma
     assert not torch.allclose(results["blur"][0][..., outside], results["reflect"][0][..., outside])
     # far outside, the blur fill tends to the median colour: smoother than the reflection
     assert results["blur"][0][..., :8, :].std() < results["reflect"][0][..., :8, :].std()
+
+
+@pytest.mark.parametrize("corner", [(-40.0, 20.0), (150.0, 90.0), (-500.0, -900.0)],
+                         ids=["past-the-left-edge", "inside", "several-photos-away"])
+def test_the_blur_fill_blurs_only_the_window_it_samples_yet_equals_a_blur_of_the_whole_photo(corner):
+    """The fill's blur is cut to the window its (reflected) samples need: the same values as blurring
+    the whole photo and sampling it with reflection, at any distance outside."""
+    photo = F.interpolate(torch.rand(1, 3, 12, 16, generator=torch.Generator().manual_seed(3)), size=(240, 320),
+                          mode="bilinear")
+    v, u = torch.meshgrid(torch.arange(40.0), torch.arange(56.0), indexing="ij")
+    points = torch.stack([corner[0] + 2.3 * u + 0.4 * v, corner[1] - 0.3 * u + 2.1 * v], dim=-1).double()
+    sigma, radius = 3.0, 9
+    expected = F.grid_sample(gaussian_blur(photo, sigma, radius, "reflect"), (points * points.new_tensor(
+        [2 / 320, 2 / 240]) - 1).float()[None], mode="bilinear", padding_mode="reflection", align_corners=False)
+    assert torch.allclose(_blurred_samples(photo, points, sigma, radius), expected, atol=1e-5)
 
 
 def test_a_crop_that_is_not_square_keeps_ffhqs_scale_along_its_height(landmarks):
