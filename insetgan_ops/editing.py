@@ -33,7 +33,7 @@ import numpy as np
 import torch
 
 from .checkpoints import CheckpointError
-from .checkpoints.common import check_regular_file
+from .checkpoints.common import check_finite, check_regular_file
 from .checkpoints.torch_file import read_torch_file
 from .generator import Generator, ws_before
 from .latents import GeneratorIdentity, Latent, z_from_seeds
@@ -174,9 +174,10 @@ def load_directions(path: "str | os.PathLike", G: Generator) -> Directions:
                                         "with 'comp' (encoder4editing's interfacegan_directions / ganspace_pca files)")
     else:
         raise CheckpointError(path, f"unknown direction file type {suffix!r}; use {DIRECTION_FILE_EXTENSIONS}")
-    if not raw.is_floating_point() or raw.numel() == 0 or raw.shape[-1] != G.w_dim or not torch.isfinite(raw).all():
-        raise CheckpointError(path, f"holds {raw.dtype} {list(raw.shape)}, not finite directions of this "
-                                    f"generator's w_dim {G.w_dim}; is it made for another generator?")
+    if not raw.is_floating_point() or raw.numel() == 0 or raw.shape[-1] != G.w_dim:
+        raise CheckpointError(path, f"holds {raw.dtype} {list(raw.shape)}, not directions of this generator's "
+                                    f"w_dim {G.w_dim}; is it made for another generator?")
+    check_finite(path, {"directions": raw})
     vectors = raw.reshape(-1, G.w_dim).double()
     lengths = vectors.norm(dim=1)
     if not (lengths > 0).all() or vectors.shape[0] > 4096:

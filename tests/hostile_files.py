@@ -51,13 +51,16 @@ from typing import Any, Callable, Optional
 import numpy as np
 import torch
 from safetensors import safe_open
+from PIL import Image
 from safetensors.torch import load_file, save_file
 
 from insetgan_ops.checkpoints import CheckpointError, save_generator
 from insetgan_ops.crop_paste import box_mask, crop, paste
 from insetgan_ops.detection import FaceDetector
+from insetgan_ops.editing import load_directions
 from insetgan_ops.face_parsers import BiSeNetFaceParser, UNetConfig, UNetFaceParser, save_face_parser
-from insetgan_ops.latents import GeneratorIdentity, Latent, save_latent
+from insetgan_ops.latent_images import latent_from_png
+from insetgan_ops.latents import FORMAT_TAG, FORMAT_VERSION, GeneratorIdentity, Latent, save_latent
 from insetgan_ops.lpips_loader import backbone_filename, load_lpips
 from insetgan_ops.projection import ProjectionSettings, project
 from insetgan_ops.segmentation import CELEBAMASK_19
@@ -809,7 +812,8 @@ def _directory(folder: Path, name: str) -> Path:
 
 # What each loader's files are called: a pipe or a folder under that name must be refused, not opened.
 LOADER_FILE_NAMES = {"generator": "network-snapshot.pkl", "latent": "latent.safetensors",
-                     "face_parser": "79999_iter.pth", "encoder": "e4e_ffhq_encode.pt"}
+                     "face_parser": "79999_iter.pth", "encoder": "e4e_ffhq_encode.pt",
+                     "directions": "stylegan_ffhq_age_w_boundary.npy", "png_latent": "ComfyUI_00001_.png"}
 
 
 def fifo_writer(loader: str) -> Callable[[Path, Path], Path]:
@@ -1284,6 +1288,71 @@ def write_encoder_opts_os_system(folder: Path, sentinel: Path) -> Path:
     checkpoint = _encoder_checkpoint()
     checkpoint["opts"]["exp_dir"] = Payload(sentinel)
     return _save_encoder_checkpoint(folder, checkpoint)
+
+
+def encoder_file(folder: Path) -> Path:
+    """The good e4e-format file the encoder cases start from."""
+    return _save_encoder_checkpoint(folder, _encoder_checkpoint())
+
+
+# ================================================================================== latent directions, latents in PNGs
+
+def load_tiny_directions(path: str):
+    """:func:`~insetgan_ops.editing.load_directions` for the tiny generator (w_dim 32)."""
+    return load_directions(path, _generator())
+
+
+def write_pickled_npy_directions(folder: Path, sentinel: Path) -> Path:
+    """An InterFaceGAN-named ``.npy`` holding an object array whose element runs a shell command."""
+    path = folder / LOADER_FILE_NAMES["directions"]
+    array = np.empty((1,), dtype=object)
+    array[0] = Payload(sentinel)
+    np.save(path, array, allow_pickle=True)
+    return path
+
+
+def write_npy_header_claims_2e40(folder: Path, sentinel: Path) -> Path:
+    """A ``.npy`` whose header says float64 ``[1, 2^40]`` (8 TB) over 256 bytes of data."""
+    path = folder / LOADER_FILE_NAMES["directions"]
+    header = "{'descr': '<f8', 'fortran_order': False, 'shape': (1, %d), }" % 2**40
+    header = header.ljust(118) + "\n"
+    path.write_bytes(b"\x93NUMPY\x01\x00" + struct.pack("<H", len(header)) + header.encode() + bytes(256))
+    return path
+
+
+def write_nan_directions_pt(folder: Path, sentinel: Path) -> Path:
+    """An encoder4editing-style GANSpace file (``{'mean', 'comp', 'std'}``) with NaN components."""
+    path = folder / "ganspace_pca.pt"
+    torch.save({"mean": torch.zeros(1, 32), "comp": torch.full((4, 1, 32), float("nan")), "std": torch.ones(4)}, path)
+    return path
+
+
+def _png_with_text(folder: Path, chunk: bytes) -> Path:
+    """A 4x4 PNG written by PIL with ``chunk`` (a whole chunk: length, type, data, CRC) before IEND."""
+    path = folder / LOADER_FILE_NAMES["png_latent"]
+    buffer = io.BytesIO()
+    Image.new("RGB", (4, 4)).save(buffer, format="PNG")
+    data = buffer.getvalue()
+    end = data.rindex(b"IEND") - 4
+    path.write_bytes(data[:end] + chunk + data[end:])
+    return path
+
+
+def _png_chunk(kind: bytes, payload: bytes) -> bytes:
+    return struct.pack(">I", len(payload)) + kind + payload + struct.pack(">I", zlib.crc32(kind + payload))
+
+
+def write_png_latent_ztxt_bomb(folder: Path, sentinel: Path) -> Path:
+    """A PNG whose latent chunk is a 200 KB zTXt that inflates to 200 MB of text."""
+    inflated = zlib.compress(b"0" * (200 << 20), 9)
+    return _png_with_text(folder, _png_chunk(b"zTXt", b"insetgan_latent\x00\x00" + inflated))
+
+
+def write_png_latent_shape_1e9(folder: Path, sentinel: Path) -> Path:
+    """A PNG whose latent record claims 10^9 x 10^9 codes over a few bytes of base64."""
+    record = json.dumps({"format": FORMAT_TAG, "version": FORMAT_VERSION, "generator_name": "g",
+                         "generator_fingerprint": "0", "num_ws": 10**9, "w_dim": 10**9, "ws": "AAAA"})
+    return _png_with_text(folder, _png_chunk(b"tEXt", b"insetgan_latent\x00" + record.encode()))
 
 
 # ================================================================================== hostile library inputs

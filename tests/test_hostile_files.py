@@ -15,20 +15,23 @@ from __future__ import annotations
 import pickle
 import re
 
+import numpy as np
 import pytest
 import torch
 
 from insetgan_ops.checkpoints import load_generator
 from insetgan_ops.encoders import load_encoder
 from insetgan_ops.face_parsers import load_face_parser, save_face_parser
-from insetgan_ops.latents import load_latent
+from insetgan_ops.latent_images import latent_from_png, save_png_with_latent
+from insetgan_ops.latents import GeneratorIdentity, Latent, load_latent
 from insetgan_ops.lpips_loader import backbone_filename
 from tests import hostile_files as hf
 from tests.checkpoint_writers import write_nvidia_pickle
 from tests.tiny_generator import tiny_generator
 
 LOADERS = {"generator": load_generator, "latent": load_latent, "face_parser": load_face_parser,
-           "lpips": hf.load_alexnet_lpips, "encoder": load_encoder}
+           "lpips": hf.load_alexnet_lpips, "encoder": load_encoder, "directions": hf.load_tiny_directions,
+           "png_latent": latent_from_png}
 
 
 def case(case_id: str, loader: str, writer, match: str = ""):
@@ -128,6 +131,12 @@ FILE_CASES = [
     case("hang-e4e-backbone-units-1e5", "encoder", hf.write_encoder_many_units),
     case("garbage-e4e-nan-latent-avg", "encoder", hf.write_encoder_nan_latent_avg),
     case("weak-e4e-opts-os-system", "encoder", hf.write_encoder_opts_os_system),
+    # latent directions (InterFaceGAN .npy, encoder4editing .pt) and latents carried in PNGs
+    case("weak-npy-directions-pickled-object", "directions", hf.write_pickled_npy_directions),
+    case("memory-npy-directions-header-claims-2e40", "directions", hf.write_npy_header_claims_2e40),
+    case("garbage-pt-directions-nan", "directions", hf.write_nan_directions_pt, match="NaN"),
+    case("memory-png-latent-ztxt-inflates-200mb", "png_latent", hf.write_png_latent_ztxt_bomb),
+    case("memory-png-latent-shape-1e9x1e9", "png_latent", hf.write_png_latent_shape_1e9),
 ]
 
 
@@ -192,11 +201,29 @@ def good_stylegan3(folder):
     return hf._stylegan3_pickle(folder, lambda G: None)
 
 
+def good_directions(folder):
+    """An InterFaceGAN boundary for the tiny generator, as np.save writes it."""
+    path = folder / hf.LOADER_FILE_NAMES["directions"]
+    np.save(path, np.linspace(-1, 1, 32)[None])
+    return path
+
+
+def good_png_latent(folder):
+    """A PNG saved with the tiny generator's mean latent."""
+    path = folder / hf.LOADER_FILE_NAMES["png_latent"]
+    G = tiny_generator(0)
+    save_png_with_latent(np.zeros((4, 4, 3), np.uint8), Latent(G.w_avg.detach()[None, None].expand(1, G.num_ws, -1).clone(),
+                                                                GeneratorIdentity.of(G)), path)
+    return path
+
+
 @pytest.mark.parametrize("loader, writer", [("generator", good_generator), ("generator", good_stylegan3),
                                             ("latent", hf.latent_file),
                                             ("face_parser", good_bisenet), ("face_parser", good_unet_face_parser),
-                                            ("lpips", good_lpips_backbone)],
-                         ids=["nvidia-pkl", "stylegan3-pkl", "latent", "bisenet", "unet-face-parser", "lpips-alexnet"])
+                                            ("lpips", good_lpips_backbone), ("encoder", hf.encoder_file),
+                                            ("directions", good_directions), ("png_latent", good_png_latent)],
+                         ids=["nvidia-pkl", "stylegan3-pkl", "latent", "bisenet", "unet-face-parser", "lpips-alexnet",
+                              "e4e", "interfacegan-npy", "png-latent"])
 def test_good_files_load_in_the_harness(tmp_path, loader, writer):
     """The base material of the cases loads within the children's limits: the refusals are real."""
     outcome = hf.run_isolated(LOADERS[loader], str(writer(tmp_path)))
