@@ -212,8 +212,8 @@ def good_png_latent(folder):
     """A PNG saved with the tiny generator's mean latent."""
     path = folder / hf.LOADER_FILE_NAMES["png_latent"]
     G = tiny_generator(0)
-    save_png_with_latent(np.zeros((4, 4, 3), np.uint8), Latent(G.w_avg.detach()[None, None].expand(1, G.num_ws, -1).clone(),
-                                                                GeneratorIdentity.of(G)), path)
+    latent = Latent(G.w_avg.detach().expand(1, G.num_ws, G.w_dim).clone(), GeneratorIdentity.of(G))
+    save_png_with_latent(np.zeros((4, 4, 3), np.uint8), latent, path)
     return path
 
 
