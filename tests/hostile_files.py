@@ -59,7 +59,6 @@ from insetgan_ops.crop_paste import box_mask, crop, paste
 from insetgan_ops.detection import FaceDetector
 from insetgan_ops.editing import load_directions
 from insetgan_ops.face_parsers import BiSeNetFaceParser, UNetConfig, UNetFaceParser, save_face_parser
-from insetgan_ops.latent_images import latent_from_png
 from insetgan_ops.latents import FORMAT_TAG, FORMAT_VERSION, GeneratorIdentity, Latent, save_latent
 from insetgan_ops.lpips_loader import backbone_filename, load_lpips
 from insetgan_ops.projection import ProjectionSettings, project
