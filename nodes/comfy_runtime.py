@@ -28,6 +28,7 @@ from typing import Any, Callable, Iterator, Optional
 
 import torch
 
+from ..insetgan_ops.demo import WEIGHTS_DIR as DEMO_WEIGHTS
 from .convert import to_pil
 
 log = logging.getLogger(__name__)
@@ -42,7 +43,6 @@ PREVIEWS_PER_RUN = 25
 
 # Model folder names this pack registers, each with the folders inside the pack that also serve it
 # (files found there appear by name next to the user's own models, without being copied).
-DEMO_WEIGHTS = PACK_ROOT / "insetgan_ops" / "demo" / "weights"
 MODEL_FOLDERS: dict[str, tuple[Path, ...]] = {
     "stylegan": (DEMO_WEIGHTS,),
     "lpips": (),

@@ -11,7 +11,8 @@ import torch
 from insetgan_ops import latents
 from insetgan_ops.checkpoints import load_generator
 from insetgan_ops.demo.barbershop_eval import psnr
-from insetgan_ops.demo.encoder import DEMO_FACE_ENCODER, DEMO_FACE_GENERATOR, demo_config, train_encoder
+from insetgan_ops.demo.barbershop_eval import DEMO_FACE_GENERATOR
+from insetgan_ops.demo.encoder import DEMO_FACE_ENCODER, demo_config, train_encoder
 from insetgan_ops.demo.encoder_eval import held_out_faces, reconstructions
 from insetgan_ops.demo.train import main as train_main
 from insetgan_ops.encoders import encode, load_encoder

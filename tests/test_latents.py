@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -11,11 +10,11 @@ import torch
 from safetensors.torch import save_file
 
 from insetgan_ops import load_generator, save_generator
+from insetgan_ops.demo import WEIGHTS_DIR as DEMO_WEIGHTS
 from insetgan_ops.latents import (GeneratorIdentity, Latent, LatentFileError, LatentMismatchError, fingerprint,
                                   load_latent, mean, mix, sample, save_latent, synthesize, z_from_seeds)
 from tests.tiny_generator import tiny_generator
 
-DEMO_WEIGHTS = Path(__file__).resolve().parents[1] / "insetgan_ops" / "demo" / "weights"
 
 
 @pytest.fixture(scope="module")

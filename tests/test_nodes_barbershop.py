@@ -24,6 +24,7 @@ import torchvision
 from skimage import data
 
 from insetgan_ops import fs_compositor, save_generator
+from insetgan_ops.demo import WEIGHTS_DIR as DEMO_WEIGHTS
 from insetgan_ops.face_parsers import UNetConfig, UNetFaceParser, save_face_parser
 from insetgan_ops.lpips_loader import backbone_filename
 from tests.fake_comfy import FakeComfy, InterruptProcessingException
@@ -32,7 +33,6 @@ from tests.workflow_runner import RunContext, run_node as run, run_prompt, to_ap
 
 ROOT = Path(__file__).resolve().parents[1]
 WORKFLOWS = sorted((ROOT / "example_workflows").glob("barbershop_*.json"))
-DEMO_WEIGHTS = ROOT / "insetgan_ops" / "demo" / "weights"
 USE_DEMO = all((DEMO_WEIGHTS / f).is_file() for f in ("face.safetensors", "face_parser.safetensors"))
 SIZE = 64
 FEW_STEPS = {"w_steps": 2, "fs_steps": 2, "steps": 2, "lender_steps": 2}

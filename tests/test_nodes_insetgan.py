@@ -27,6 +27,7 @@ from PIL import Image
 from skimage import data
 
 from insetgan_ops import save_generator
+from insetgan_ops.demo import WEIGHTS_DIR as DEMO_WEIGHTS
 from insetgan_ops.lpips_loader import load_lpips
 from tests.fake_comfy import FakeComfy, InterruptProcessingException
 from tests.tiny_generator import tiny_generator
@@ -35,7 +36,6 @@ from tests.workflow_runner import RunContext, run_node as run, run_prompt, to_ap
 ROOT = Path(__file__).resolve().parents[1]
 WORKFLOWS = {name: ROOT / "example_workflows" / f"insetgan_{name}.json"
              for name in ("face_refinement", "body_for_face", "face_body_montage", "face_and_shoes")}
-DEMO_WEIGHTS = ROOT / "insetgan_ops" / "demo" / "weights"
 DEMO_FILES = ("canvas.safetensors", "face.safetensors", "shoes.safetensors")
 
 

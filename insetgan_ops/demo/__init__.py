@@ -8,6 +8,11 @@ the parser's and the encoder's training. ``insetgan_job``: the demo job. ``quali
 The library never imports this package; it uses the library.
 """
 
+from pathlib import Path
+
+WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
+"""Where the demo models live: generators, face parser and face encoder, shipped with the pack."""
+
 
 def register_commands() -> None:
     """Adds the demo's commands to the command line (:mod:`insetgan_ops.cli`): ``demo``. Calling it

@@ -59,9 +59,10 @@ from ..target_mask import compose_target, dilate
 from .contact_sheets import colourise
 from .image_grid import image_grid
 from .renderer import render_faces
+from . import WEIGHTS_DIR
 from .segmenter import DEMO_FACE_PARSER
 
-DEMO_FACE_GENERATOR = DEMO_FACE_PARSER.parent / "face.safetensors"
+DEMO_FACE_GENERATOR = WEIGHTS_DIR / "face.safetensors"
 
 
 

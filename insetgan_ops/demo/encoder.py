@@ -35,10 +35,10 @@ import torch
 from ..encoders import Encoder, EncoderConfig, save_encoder
 from ..generator import Generator
 from ..projection import w_statistics
-from .barbershop_eval import DEMO_FACE_GENERATOR
+from . import WEIGHTS_DIR
 from .renderer import render_faces
 
-DEMO_FACE_ENCODER = DEMO_FACE_GENERATOR.parent / "face_encoder.pt"
+DEMO_FACE_ENCODER = WEIGHTS_DIR / "face_encoder.pt"
 """The shipped encoder (with the demo face generator as its decoder), trained by :func:`train_encoder`."""
 
 HELD_OUT_SEED = 2**31

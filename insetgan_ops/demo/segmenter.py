@@ -16,7 +16,6 @@ from __future__ import annotations
 import math
 import os
 import time
-from pathlib import Path
 from typing import Callable
 
 import torch
@@ -24,9 +23,10 @@ import torch.nn.functional as F
 
 from ..face_parsers import UNetConfig, UNetFaceParser, save_face_parser
 from ..segmentation import FaceParser
+from . import WEIGHTS_DIR
 from .renderer import FACE_SIZE, RENDERED_LABELS, render_faces
 
-DEMO_FACE_PARSER = Path(__file__).resolve().parent / "weights" / "face_parser.safetensors"
+DEMO_FACE_PARSER = WEIGHTS_DIR / "face_parser.safetensors"
 """The shipped weights, trained by :func:`train_segmenter`."""
 
 HELD_OUT_SEED = 2**31

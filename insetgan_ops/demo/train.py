@@ -56,11 +56,10 @@ from ..checkpoints.shapes import new_generator
 from ..generator import Generator, GeneratorConfig
 from ..resampling import resize
 from ..stylegan3 import StyleGAN3Config, StyleGAN3Generator
-from . import renderer
+from . import WEIGHTS_DIR, renderer
 from .discriminator import Discriminator, DiscriminatorConfig
 from .image_grid import image_grid
 
-WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
 CHECKPOINT_FORMAT = "insetgan-demo-training"
 
 RealImages = Callable[[int, int], torch.Tensor]
@@ -407,7 +406,8 @@ def _train_encoder(args: argparse.Namespace, device: torch.device) -> None:
     """The ``encoder`` model: the demo face encoder, trained by :func:`.encoder.train_encoder` for
     the shipped face generator."""
     from ..checkpoints import load_generator
-    from .encoder import DEMO_FACE_ENCODER, DEMO_FACE_GENERATOR, train_encoder
+    from .barbershop_eval import DEMO_FACE_GENERATOR
+    from .encoder import DEMO_FACE_ENCODER, train_encoder
 
     log = _make_logger(Path(args.out))
     options = {k: v for k, v in (("steps", args.steps), ("batch", args.batch), ("seed", args.seed)) if v is not None}
